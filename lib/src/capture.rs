@@ -1,0 +1,506 @@
+//! Which statements write synced tables, and how to run them so the written rows are known.
+//!
+//! Owns the classification of SQL (through sqlparser's AST, never string slicing) and its
+//! rewrite: a write to a synced table gets a `RETURNING` list of the table's synced
+//! columns appended, so the database itself reports the exact rows and values the
+//! statement wrote, in the same step that wrote them. The user's own `RETURNING` items
+//! stay first, so what the caller reads is unchanged.
+//!
+//! Pure: it takes SQL text and the registry, and returns a plan. It must never execute
+//! anything, and it must never let a write to a synced table through uncaptured: what it
+//! cannot capture exactly it refuses, with the reason and the statement to write instead.
+//!
+//! Decisions:
+//! - `INSERT OR REPLACE` / `REPLACE INTO` / `UPDATE OR REPLACE` are refused: a replace may
+//!   silently delete other rows (on any unique index) that `RETURNING` does not report.
+//!   `on_conflict(..).update_columns(..)` (an upsert) is captured.
+//! - An upsert's `DO UPDATE` branch is captured as a write of every synced column (we
+//!   cannot tell from `RETURNING` whether the row was inserted or updated), so it is
+//!   last-writer-wins for the whole row; a plain `UPDATE` is per column.
+//! - Assigning a primary key column is refused: the old key would vanish without a trace.
+//!   Delete the row and insert it under the new key instead.
+//! - Writes wrapped in `WITH`, multi-table `DELETE`, and several statements in one
+//!   prepared statement (whose parameters cannot be split safely) are refused.
+
+use crate::error::Error;
+use crate::schema::{Registry, TableClass, TableMeta};
+use sea_orm::DbBackend;
+use sqlparser::ast::{
+    Assignment, AssignmentTarget, Expr, FromTable, Ident, ObjectName, OnConflictAction, OnInsert,
+    SelectItem, SetExpr, SqliteOnConflict, Statement, TableFactor, TableObject, TableWithJoins,
+};
+use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+use std::sync::Arc;
+
+/// Prefix of the column aliases we append to `RETURNING`.
+const RETURNING_ALIAS_PREFIX: &str = "__wavesync_";
+
+/// What kind of write a captured statement is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CaptureKind {
+    /// Insert or upsert: every synced column of each returned row was written.
+    Insert,
+    /// Update: the assigned synced columns of each returned row were written.
+    Update,
+    /// Delete: each returned row was deleted.
+    Delete,
+}
+
+/// A write to a synced table, rewritten to report what it writes.
+#[derive(Clone, Debug)]
+pub(crate) struct Capture {
+    pub table: Arc<TableMeta>,
+    pub kind: CaptureKind,
+    /// The statement to execute: the original with our `RETURNING` items appended.
+    pub sql: String,
+    /// The registered names of the columns our `RETURNING` items read, key columns first.
+    /// They are the last `returned_columns.len()` columns of each result row.
+    pub returned_columns: Vec<String>,
+}
+
+/// What to do with one statement.
+#[derive(Clone, Debug)]
+pub(crate) enum Step {
+    /// Execute as it is (reads, DDL, writes to unregistered or local tables).
+    PassThrough(String),
+    /// Execute the rewritten statement and record what it returns.
+    Capture(Capture),
+}
+
+/// The plan for a prepared statement: one SQL text with its parameters.
+pub(crate) fn plan_statement(
+    sql: &str,
+    backend: DbBackend,
+    registry: &Registry,
+) -> Result<Option<Capture>, Error> {
+    let Some(steps) = plan_script(sql, backend, registry)? else {
+        return Ok(None);
+    };
+    let mut captures = steps.into_iter().filter_map(|step| match step {
+        Step::Capture(capture) => Some(capture),
+        Step::PassThrough(_) => None,
+    });
+    let first = captures.next();
+    if let Some(capture) = &first
+        && (captures.next().is_some() || statement_count(sql, backend) > 1)
+    {
+        return Err(refuse(
+            &capture.table.name,
+            "several statements in one prepared statement cannot be captured, because \
+             their parameters cannot be told apart; send them one at a time",
+        ));
+    }
+    Ok(first)
+}
+
+/// The plan for a script of `;`-separated statements without parameters.
+/// `None` when nothing in it writes a synced table: run the text unchanged.
+pub(crate) fn plan_script(
+    sql: &str,
+    backend: DbBackend,
+    registry: &Registry,
+) -> Result<Option<Vec<Step>>, Error> {
+    let dialect = dialect(backend);
+    let statements = match Parser::parse_sql(dialect.as_ref(), sql) {
+        Ok(statements) => statements,
+        Err(parse_error) => {
+            // We cannot see what it does. If it names a synced table, it may write it.
+            return match synced_table_named(sql, dialect.as_ref(), registry) {
+                Some(table) => Err(refuse(
+                    &table,
+                    &format!(
+                        "the statement could not be parsed ({parse_error}), so its writes \
+                         cannot be captured; write it in plain SQLite syntax or through SeaORM"
+                    ),
+                )),
+                None => Ok(None),
+            };
+        }
+    };
+    let mut steps = Vec::with_capacity(statements.len());
+    let mut any_capture = false;
+    for statement in statements {
+        match plan_one(statement, registry)? {
+            Planned::Capture(capture) => {
+                any_capture = true;
+                steps.push(Step::Capture(capture));
+            }
+            Planned::PassThrough(statement) => steps.push(Step::PassThrough(statement.to_string())),
+        }
+    }
+    Ok(any_capture.then_some(steps))
+}
+
+enum Planned {
+    PassThrough(Statement),
+    Capture(Capture),
+}
+
+fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error> {
+    match statement {
+        Statement::Insert(mut insert) => {
+            let TableObject::TableName(name) = &insert.table else {
+                return Ok(Planned::PassThrough(Statement::Insert(insert)));
+            };
+            let Some(table) = synced(registry, name) else {
+                return Ok(Planned::PassThrough(Statement::Insert(insert)));
+            };
+            if insert.replace_into || insert.or == Some(SqliteOnConflict::Replace) {
+                return Err(refuse(
+                    &table.name,
+                    "INSERT OR REPLACE may delete other rows that cannot be captured; use an \
+                     upsert instead (`on_conflict(..).update_columns(..)`, i.e. \
+                     `INSERT .. ON CONFLICT (..) DO UPDATE SET ..`)",
+                ));
+            }
+            match &insert.on {
+                None => {}
+                Some(OnInsert::OnConflict(conflict)) => {
+                    if let OnConflictAction::DoUpdate(update) = &conflict.action {
+                        check_no_key_assigned(&table, &update.assignments)?;
+                    }
+                }
+                Some(_) => {
+                    return Err(refuse(
+                        &table.name,
+                        "ON DUPLICATE KEY UPDATE is MySQL syntax; use ON CONFLICT (..) DO UPDATE",
+                    ));
+                }
+            }
+            let columns = all_columns(&table);
+            append_returning(&mut insert.returning, &columns);
+            Ok(Planned::Capture(capture(
+                table,
+                CaptureKind::Insert,
+                Statement::Insert(insert),
+                columns,
+            )))
+        }
+        Statement::Update(mut update) => {
+            let Some(table) = target_table(registry, &update.table) else {
+                return Ok(Planned::PassThrough(Statement::Update(update)));
+            };
+            if update.or == Some(SqliteOnConflict::Replace) {
+                return Err(refuse(
+                    &table.name,
+                    "UPDATE OR REPLACE may delete other rows that cannot be captured; \
+                     use a plain UPDATE",
+                ));
+            }
+            if !update.table.joins.is_empty() {
+                return Err(refuse(
+                    &table.name,
+                    "UPDATE with JOIN is not SQLite syntax; use UPDATE .. FROM",
+                ));
+            }
+            check_no_key_assigned(&table, &update.assignments)?;
+            let assigned = assigned_columns(&table, &update.assignments);
+            if assigned.is_empty() {
+                // It writes no synced column: nothing to replicate.
+                return Ok(Planned::PassThrough(Statement::Update(update)));
+            }
+            let columns: Vec<String> = table.primary_key.iter().cloned().chain(assigned).collect();
+            append_returning(&mut update.returning, &columns);
+            Ok(Planned::Capture(capture(
+                table,
+                CaptureKind::Update,
+                Statement::Update(update),
+                columns,
+            )))
+        }
+        Statement::Delete(mut delete) => {
+            let from = match &delete.from {
+                FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
+            };
+            let targets: Vec<Arc<TableMeta>> = from
+                .iter()
+                .filter_map(|t| target_table(registry, t))
+                .chain(
+                    delete
+                        .tables
+                        .iter()
+                        .filter_map(|name| synced(registry, name)),
+                )
+                .collect();
+            let Some(table) = targets.first().cloned() else {
+                return Ok(Planned::PassThrough(Statement::Delete(delete)));
+            };
+            if from.len() != 1
+                || !from[0].joins.is_empty()
+                || !delete.tables.is_empty()
+                || delete.using.is_some()
+            {
+                return Err(refuse(
+                    &table.name,
+                    "a DELETE of several tables cannot be captured; delete from one table \
+                     and select the rows with WHERE .. IN (SELECT ..)",
+                ));
+            }
+            let columns = table.primary_key.clone();
+            append_returning(&mut delete.returning, &columns);
+            Ok(Planned::Capture(capture(
+                table,
+                CaptureKind::Delete,
+                Statement::Delete(delete),
+                columns,
+            )))
+        }
+        Statement::Query(query) => {
+            // `WITH .. INSERT/UPDATE/DELETE`: a write hidden in a query body.
+            let inner = match query.body.as_ref() {
+                SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) => Some(s.clone()),
+                _ => None,
+            };
+            if let Some(inner) = inner
+                && let Planned::Capture(capture) = plan_one(inner, registry)?
+            {
+                return Err(refuse(
+                    &capture.table.name,
+                    "a write inside a WITH query cannot be captured; move the common table \
+                     expression into a sub-select of a plain INSERT, UPDATE or DELETE",
+                ));
+            }
+            Ok(Planned::PassThrough(Statement::Query(query)))
+        }
+        other => Ok(Planned::PassThrough(other)),
+    }
+}
+
+fn capture(
+    table: Arc<TableMeta>,
+    kind: CaptureKind,
+    statement: Statement,
+    columns: Vec<String>,
+) -> Capture {
+    Capture {
+        table,
+        kind,
+        sql: statement.to_string(),
+        returned_columns: columns,
+    }
+}
+
+fn dialect(backend: DbBackend) -> Box<dyn Dialect> {
+    match backend {
+        DbBackend::Postgres => Box::new(PostgreSqlDialect {}),
+        _ => Box::new(SQLiteDialect {}),
+    }
+}
+
+fn statement_count(sql: &str, backend: DbBackend) -> usize {
+    Parser::parse_sql(dialect(backend).as_ref(), sql).map_or(1, |s| s.len())
+}
+
+fn refuse(table: &str, reason: &str) -> Error {
+    Error::Refused {
+        table: table.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn last_ident(name: &ObjectName) -> Option<&str> {
+    name.0.last()?.as_ident().map(|ident| ident.value.as_str())
+}
+
+fn synced(registry: &Registry, name: &ObjectName) -> Option<Arc<TableMeta>> {
+    match registry.classify(last_ident(name)?) {
+        TableClass::Synced(meta) => Some(meta),
+        TableClass::Local | TableClass::Unregistered => None,
+    }
+}
+
+fn target_table(registry: &Registry, table: &TableWithJoins) -> Option<Arc<TableMeta>> {
+    match &table.relation {
+        TableFactor::Table { name, .. } => synced(registry, name),
+        _ => None,
+    }
+}
+
+fn assignment_columns(assignments: &[Assignment]) -> impl Iterator<Item = &str> {
+    assignments
+        .iter()
+        .flat_map(|assignment| match &assignment.target {
+            AssignmentTarget::ColumnName(name) => vec![name],
+            AssignmentTarget::Tuple(names) => names.iter().collect(),
+        })
+        .filter_map(last_ident)
+}
+
+fn check_no_key_assigned(table: &TableMeta, assignments: &[Assignment]) -> Result<(), Error> {
+    if let Some(key) = assignment_columns(assignments).find(|c| table.is_key(c)) {
+        return Err(refuse(
+            &table.name,
+            &format!(
+                "it assigns primary key column `{key}`, and the row under the old key would \
+                 vanish on other peers; delete the row and insert it under the new key"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The registered names of the synced columns an UPDATE assigns, in table order.
+fn assigned_columns(table: &TableMeta, assignments: &[Assignment]) -> Vec<String> {
+    let assigned: Vec<&str> = assignment_columns(assignments).collect();
+    table
+        .value_columns()
+        .filter(|c| assigned.iter().any(|a| a.eq_ignore_ascii_case(&c.name)))
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+fn all_columns(table: &TableMeta) -> Vec<String> {
+    table
+        .primary_key
+        .iter()
+        .cloned()
+        .chain(table.value_columns().map(|c| c.name.clone()))
+        .collect()
+}
+
+fn append_returning(returning: &mut Option<Vec<SelectItem>>, columns: &[String]) {
+    let items = returning.get_or_insert_with(Vec::new);
+    for (index, column) in columns.iter().enumerate() {
+        items.push(SelectItem::ExprWithAlias {
+            expr: Expr::Identifier(Ident::with_quote('"', column.as_str())),
+            alias: Ident::with_quote('"', format!("{RETURNING_ALIAS_PREFIX}{index}")),
+        });
+    }
+}
+
+/// The first synced table whose name appears as a word in `sql`, for SQL that does not parse.
+fn synced_table_named(sql: &str, dialect: &dyn Dialect, registry: &Registry) -> Option<String> {
+    let tokens = Tokenizer::new(dialect, sql).tokenize().ok();
+    let Some(tokens) = tokens else {
+        // Not even tokenizable: refuse if any synced table exists at all.
+        return registry.synced_tables().next().map(|t| t.name.clone());
+    };
+    tokens.iter().find_map(|token| match token {
+        Token::Word(word) => registry.synced(&word.value).map(|t| t.name.clone()),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ColumnMeta, ValueKind};
+
+    fn registry() -> Registry {
+        let mut registry = Registry::default();
+        let col = |name: &str| ColumnMeta {
+            name: name.into(),
+            kind: ValueKind::Text,
+            nullable: true,
+        };
+        registry.insert_synced(
+            TableMeta::new(
+                "tasks",
+                vec!["id".into()],
+                vec![col("id"), col("title"), col("done")],
+            )
+            .unwrap(),
+        );
+        registry.insert_local("drafts");
+        registry
+    }
+
+    fn plan(sql: &str) -> Result<Option<Capture>, Error> {
+        plan_statement(sql, DbBackend::Sqlite, &registry())
+    }
+
+    #[test]
+    fn reads_and_other_tables_pass_through() {
+        for sql in [
+            r#"SELECT * FROM "tasks" WHERE "title" = 'x'"#,
+            r#"INSERT INTO "drafts" ("id") VALUES (?)"#,
+            r#"UPDATE "other" SET "a" = 1"#,
+            r#"DELETE FROM "drafts""#,
+            r#"CREATE TABLE "x" ("id" TEXT PRIMARY KEY)"#,
+        ] {
+            assert!(plan(sql).unwrap().is_none(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn insert_returns_every_synced_column_after_the_callers_items() {
+        let capture = plan(r#"INSERT INTO "tasks" ("id", "title") VALUES (?, ?) RETURNING "id""#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(capture.kind, CaptureKind::Insert);
+        assert_eq!(capture.returned_columns, ["id", "title", "done"]);
+        assert!(
+            capture.sql.ends_with(
+                r#"RETURNING "id", "id" AS "__wavesync_0", "title" AS "__wavesync_1", "done" AS "__wavesync_2""#
+            ),
+            "{}",
+            capture.sql
+        );
+    }
+
+    #[test]
+    fn update_returns_key_and_assigned_columns_only() {
+        let capture =
+            plan(r#"UPDATE "tasks" SET "done" = ?, "extra" = 1 WHERE "title" LIKE '%, where %'"#)
+                .unwrap()
+                .unwrap();
+        assert_eq!(capture.kind, CaptureKind::Update);
+        assert_eq!(capture.returned_columns, ["id", "done"]);
+        assert!(capture.sql.contains("'%, where %'"));
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        for (sql, why) in [
+            (
+                r#"INSERT OR REPLACE INTO "tasks" ("id") VALUES (?)"#,
+                "REPLACE",
+            ),
+            (r#"REPLACE INTO "tasks" ("id") VALUES (?)"#, "REPLACE"),
+            (r#"UPDATE "tasks" SET "id" = ?"#, "primary key"),
+            (
+                r#"INSERT INTO "tasks" ("id") VALUES (?) ON CONFLICT ("id") DO UPDATE SET "id" = 'x'"#,
+                "primary key",
+            ),
+            (
+                r#"WITH c AS (SELECT 1) UPDATE "tasks" SET "title" = 'a'"#,
+                "WITH",
+            ),
+            (
+                r#"DELETE FROM "tasks"; DELETE FROM "other""#,
+                "several statements",
+            ),
+            (r#"FROBNICATE "tasks" NOW"#, "could not be parsed"),
+        ] {
+            let err = plan(sql).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("tasks"), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn unparsable_sql_about_other_tables_passes_through() {
+        assert!(plan("FROBNICATE other NOW").unwrap().is_none());
+    }
+
+    #[test]
+    fn scripts_split_into_steps() {
+        let steps = plan_script(
+            r#"CREATE TABLE a (x); INSERT INTO tasks (id, title) VALUES ('1', 'it''s; a ''test'''); SELECT 1"#,
+            DbBackend::Sqlite,
+            &registry(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(steps.len(), 3);
+        let Step::Capture(capture) = &steps[1] else {
+            panic!("not captured")
+        };
+        assert!(
+            capture.sql.contains("'it''s; a ''test'''"),
+            "{}",
+            capture.sql
+        );
+    }
+}

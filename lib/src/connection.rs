@@ -1,0 +1,459 @@
+//! [`WaveSyncDb`]: a SeaORM connection that captures every write to a synced table.
+//!
+//! Owns the connection handle, the state every transaction shares ([`Shared`]: registry,
+//! clock, bus, engine channel, metrics) and the builder. It implements SeaORM's
+//! `ConnectionTrait`, `TransactionTrait` and `StreamTrait`, so all of SeaORM works against
+//! it unchanged. Reads and writes to unregistered or local tables go straight to SQLite;
+//! a write to a synced table runs in a [`WaveSyncTransaction`] so it commits with its
+//! bookkeeping. It must never send a change that did not commit, and never execute a
+//! write to a synced table that it could not capture.
+
+use crate::capture::{self, Capture, Step};
+use crate::clock::{Hlc, HlcClock, NodeId, now_ms};
+use crate::error::{Error, RejectReason};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::notify::{Bus, ChangeNotification, ChangeSource, ChangeSubscription, RowChange};
+use crate::protocol::ChangeSet;
+use crate::schema::Registry;
+use crate::schema::builder::SchemaBuilder;
+use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
+use crate::{apply, log};
+use sea_orm::{
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    ExecResult, IsolationLevel, QueryResult, Statement, StreamTrait, TransactionError,
+    TransactionOptions, TransactionTrait,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+/// Default bound on how far ahead of our clock a remote timestamp may be.
+pub const DEFAULT_MAX_CLOCK_DRIFT: Duration = Duration::from_secs(60);
+
+/// How many committed change sets may wait for the engine before writers wait too.
+const OUTBOX_CAPACITY: usize = 256;
+
+/// State shared by a `WaveSyncDb`, its clones and its transactions.
+pub(crate) struct Shared {
+    pub(crate) conn: DatabaseConnection,
+    pub(crate) node_id: NodeId,
+    pub(crate) registry: RwLock<Registry>,
+    clock: Mutex<HlcClock>,
+    pub(crate) bus: Arc<Bus>,
+    outbox: Mutex<Option<async_channel::Sender<ChangeSet>>>,
+    /// Orders commits of synced transactions with the hand-off of their change sets.
+    pub(crate) commit_order: async_lock::Mutex<()>,
+    pub(crate) metrics: Metrics,
+}
+
+impl Shared {
+    /// A timestamp for a local write.
+    pub(crate) fn tick(&self) -> Hlc {
+        self.clock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tick(now_ms())
+    }
+
+    /// The clock's last reading, to persist.
+    pub(crate) fn clock_reading(&self) -> Hlc {
+        self.clock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+    }
+
+    /// Checks that every timestamp is within the drift bound, then observes the latest.
+    pub(crate) fn observe(
+        &self,
+        timestamps: impl Iterator<Item = Hlc>,
+    ) -> Result<(), RejectReason> {
+        let now = now_ms();
+        let mut clock = self.clock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut latest = None;
+        for hlc in timestamps {
+            clock.check_drift(hlc, now)?;
+            latest = latest.max(Some(hlc));
+        }
+        if let Some(latest) = latest {
+            clock.update(latest, now)?;
+        }
+        Ok(())
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn plan_statement(&self, sql: &str) -> Result<Option<Capture>, DbErr> {
+        let registry = self.registry();
+        if registry.synced_tables().next().is_none() {
+            return Ok(None);
+        }
+        capture::plan_statement(sql, DbBackend::Sqlite, &registry).map_err(DbErr::from)
+    }
+
+    pub(crate) fn plan_script(&self, sql: &str) -> Result<Option<Vec<Step>>, DbErr> {
+        let registry = self.registry();
+        if registry.synced_tables().next().is_none() {
+            return Ok(None);
+        }
+        capture::plan_script(sql, DbBackend::Sqlite, &registry).map_err(DbErr::from)
+    }
+
+    /// Hands a committed local change set to the engine and notifies subscribers.
+    pub(crate) async fn publish_local(&self, change_set: ChangeSet) {
+        self.metrics.local_change_set();
+        self.bus
+            .publish(notifications(&change_set, ChangeSource::Local));
+        let sender = self
+            .outbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(sender) = sender {
+            // Waits while the engine is behind: back-pressure, never a dropped change.
+            if sender.send(change_set).await.is_err() {
+                tracing::debug!("change set receiver dropped; local changes stay in the log");
+                self.outbox
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+            }
+        }
+    }
+}
+
+/// One notification per table, rows in order.
+pub(crate) fn notifications(
+    change_set: &ChangeSet,
+    source: ChangeSource,
+) -> Vec<ChangeNotification> {
+    let mut out: Vec<ChangeNotification> = Vec::new();
+    for op in &change_set.operations {
+        let row = RowChange {
+            kind: op.kind,
+            primary_key: op.primary_key.iter().map(|(_, v)| v.clone()).collect(),
+        };
+        match out.iter_mut().find(|n| n.table == op.table) {
+            Some(notification) => notification.rows.push(row),
+            None => out.push(ChangeNotification {
+                table: op.table.clone(),
+                source,
+                rows: vec![row],
+            }),
+        }
+    }
+    out
+}
+
+/// A SeaORM connection whose writes to synced tables reach every peer of the group.
+///
+/// Use it wherever SeaORM takes a connection (`&db`): `insert`, `update`, `delete`,
+/// `find`, `insert_many`, `update_many`, `delete_many`, transactions, streams and raw SQL
+/// all work unchanged. Cloning is cheap and shares everything.
+#[derive(Clone)]
+pub struct WaveSyncDb {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WaveSyncDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaveSyncDb")
+            .field("node_id", &self.shared.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and opens a [`WaveSyncDb`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is awaited"]
+pub struct WaveSyncDbBuilder {
+    url: String,
+    topic: String,
+    max_clock_drift: Duration,
+    notification_buffer: usize,
+}
+
+impl WaveSyncDbBuilder {
+    /// A builder for the SQLite database at `url` (e.g. `sqlite:./app.db?mode=rwc`),
+    /// syncing with the peers of `topic`.
+    pub fn new(url: impl Into<String>, topic: impl Into<String>) -> Self {
+        WaveSyncDbBuilder {
+            url: url.into(),
+            topic: topic.into(),
+            max_clock_drift: DEFAULT_MAX_CLOCK_DRIFT,
+            notification_buffer: 1024,
+        }
+    }
+
+    /// How far ahead of this node's clock a remote timestamp may be before the change is
+    /// rejected (default one minute). Bounds how far a peer with a wrong clock can win.
+    pub fn max_clock_drift(mut self, drift: Duration) -> Self {
+        self.max_clock_drift = drift;
+        self
+    }
+
+    /// How many change notifications a slow subscriber may fall behind before it is told
+    /// it lagged (default 1024).
+    pub fn notification_buffer(mut self, notifications: usize) -> Self {
+        self.notification_buffer = notifications;
+        self
+    }
+
+    /// The group topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Opens the database, creates the sync bookkeeping tables and loads this node's
+    /// identity and clock.
+    pub async fn build(self) -> Result<WaveSyncDb, Error> {
+        let scheme = self.url.split(':').next().unwrap_or_default();
+        if scheme != "sqlite" {
+            return Err(Error::UnsupportedDatabase {
+                scheme: scheme.to_owned(),
+            });
+        }
+        let mut options = ConnectOptions::new(self.url.clone());
+        options.sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
+            // WAL keeps readers and the writer apart; NORMAL is durable against process
+            // crashes (a power cut may lose the last commits, never corrupt).
+            opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+        });
+        let conn = Database::connect(options).await?;
+        log::create_tables(&conn).await?;
+        let node_id = log::node_id(&conn).await?;
+        let last = log::load_clock(&conn).await?;
+        let max_drift_ms = u64::try_from(self.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(%node_id, topic = %self.topic, "WaveSyncDB opened");
+        Ok(WaveSyncDb {
+            shared: Arc::new(Shared {
+                conn,
+                node_id,
+                registry: RwLock::new(Registry::default()),
+                clock: Mutex::new(HlcClock::new(node_id, last, max_drift_ms)),
+                bus: Bus::new(self.notification_buffer),
+                outbox: Mutex::new(None),
+                commit_order: async_lock::Mutex::new(()),
+                metrics: Metrics::default(),
+            }),
+        })
+    }
+}
+
+impl WaveSyncDb {
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.shared.node_id
+    }
+
+    /// A builder to register entities and create their tables; see [`SchemaBuilder`].
+    pub fn schema(&self) -> SchemaBuilder<'_> {
+        SchemaBuilder::new(self)
+    }
+
+    /// Subscribes to change notifications (local and remote) published from now on.
+    pub fn subscribe(&self) -> ChangeSubscription {
+        self.shared.bus.subscribe()
+    }
+
+    /// The receiving end of this node's committed change sets, one per transaction with
+    /// synced writes, in commit order. The network engine consumes it; there is one
+    /// receiver at a time, and calling this again replaces it. While it is full, writers
+    /// wait after their commit (back-pressure); nothing is dropped. Before the first call,
+    /// change sets are only kept in the log.
+    pub fn change_set_receiver(&self) -> async_channel::Receiver<ChangeSet> {
+        let (sender, receiver) = async_channel::bounded(OUTBOX_CAPACITY);
+        *self
+            .shared
+            .outbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        receiver
+    }
+
+    /// Applies a change set received from a peer: per-cell last-writer-wins, in one
+    /// database transaction, then notifications marked remote. Idempotent and
+    /// order-independent. Returns the number of rows it changed. Invalid input is rejected
+    /// as a whole, counted in [`metrics`](Self::metrics), and changes nothing.
+    pub async fn apply_remote(&self, change_set: ChangeSet) -> Result<usize, Error> {
+        apply::apply_remote(&self.shared, change_set).await
+    }
+
+    /// The sync counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The highest contiguous sequence number of `origin` applied here (for this node:
+    /// its number of committed synced transactions).
+    pub async fn head(&self, origin: NodeId) -> Result<u64, Error> {
+        Ok(log::head(&self.shared.conn, origin).await?)
+    }
+
+    async fn autocommit<T, F>(&self, run: F) -> Result<T, DbErr>
+    where
+        F: AsyncFnOnce(&WaveSyncTransaction) -> Result<T, DbErr>,
+    {
+        let txn = WaveSyncTransaction::begin_internal(&self.shared).await?;
+        let out = run(&txn).await?;
+        txn.commit().await?;
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WaveSyncDb {
+    fn get_database_backend(&self) -> DbBackend {
+        self.shared.conn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match self.shared.plan_statement(&stmt.sql)? {
+            Some(capture) => {
+                self.autocommit(async |txn| txn.captured_execute(&capture, stmt.values).await)
+                    .await
+            }
+            None => self.shared.conn.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match self.shared.plan_script(sql)? {
+            Some(steps) => {
+                self.autocommit(async |txn| txn.run_script(&steps).await)
+                    .await
+            }
+            None => self.shared.conn.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match self.shared.plan_statement(&stmt.sql)? {
+            Some(capture) => {
+                let rows = self
+                    .autocommit(async |txn| txn.captured_query(&capture, stmt.values).await)
+                    .await?;
+                Ok(rows.into_iter().next())
+            }
+            None => self.shared.conn.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self.shared.plan_statement(&stmt.sql)? {
+            Some(capture) => {
+                self.autocommit(async |txn| txn.captured_query(&capture, stmt.values).await)
+                    .await
+            }
+            None => self.shared.conn.query_all_raw(stmt).await,
+        }
+    }
+}
+
+impl StreamTrait for WaveSyncDb {
+    type Stream<'a> = ResultStream<'a>;
+
+    fn get_database_backend(&self) -> DbBackend {
+        ConnectionTrait::get_database_backend(&self.shared.conn)
+    }
+
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        Box::pin(async move {
+            match self.shared.plan_statement(&stmt.sql)? {
+                Some(capture) => {
+                    let rows = self
+                        .autocommit(async |txn| txn.captured_query(&capture, stmt.values).await)
+                        .await?;
+                    Ok(Box::pin(futures::stream::iter(rows.into_iter().map(Ok)))
+                        as ResultStream<'a>)
+                }
+                None => Ok(Box::pin(self.shared.conn.stream_raw(stmt).await?) as ResultStream<'a>),
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for WaveSyncDb {
+    type Transaction = WaveSyncTransaction;
+
+    async fn begin(&self) -> Result<WaveSyncTransaction, DbErr> {
+        let txn = self.shared.conn.begin().await?;
+        Ok(WaveSyncTransaction::new(
+            txn,
+            Arc::clone(&self.shared),
+            None,
+        ))
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<WaveSyncTransaction, DbErr> {
+        let txn = self
+            .shared
+            .conn
+            .begin_with_config(isolation_level, access_mode)
+            .await?;
+        Ok(WaveSyncTransaction::new(
+            txn,
+            Arc::clone(&self.shared),
+            None,
+        ))
+    }
+
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<WaveSyncTransaction, DbErr> {
+        let txn = self.shared.conn.begin_with_options(options).await?;
+        Ok(WaveSyncTransaction::new(
+            txn,
+            Arc::clone(&self.shared),
+            None,
+        ))
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c WaveSyncTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        run_transaction(txn, callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c WaveSyncTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
+            .await
+            .map_err(TransactionError::Connection)?;
+        run_transaction(txn, callback).await
+    }
+}

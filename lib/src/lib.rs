@@ -1,0 +1,32 @@
+#![doc = include_str!("../../README.md")]
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+// Pure modules: no I/O, no async, unit- and property-tested.
+mod capture;
+mod clock;
+mod error;
+mod merge;
+mod protocol;
+mod schema;
+mod value;
+
+// Glue: the database, the bus, and the connection SeaORM sees.
+mod apply;
+mod connection;
+mod log;
+mod metrics;
+mod notify;
+mod transaction;
+
+pub use clock::{ClockDrift, Hlc, NodeId};
+pub use connection::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDb, WaveSyncDbBuilder};
+pub use error::{Error, RejectReason, Result};
+pub use metrics::MetricsSnapshot;
+pub use notify::{ChangeNotification, ChangeSource, ChangeSubscription, Lagged, RowChange};
+pub use protocol::{ChangeSet, SyncOperation, WriteKind};
+pub use schema::builder::SchemaBuilder;
+pub use schema::{ColumnMeta, TableMeta, ValueKind};
+pub use transaction::{ResultStream, WaveSyncTransaction};
+pub use value::CellValue;

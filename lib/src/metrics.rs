@@ -1,0 +1,68 @@
+//! Counters of what the sync core did: committed, applied and rejected change sets.
+//!
+//! Owns [`Metrics`] (lock-free counters, plus a small map of rejections by reason) and
+//! its public [`MetricsSnapshot`]. It never decides anything; it only counts.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    local_change_sets: AtomicU64,
+    remote_change_sets_applied: AtomicU64,
+    remote_rows_changed: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A snapshot of the sync counters of one [`crate::WaveSyncDb`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    /// Local transactions committed with synced writes (each one `ChangeSet`).
+    pub local_change_sets: u64,
+    /// Remote change sets applied (duplicates included: applying one changes nothing).
+    pub remote_change_sets_applied: u64,
+    /// Rows inserted, updated or deleted here by remote changes.
+    pub remote_rows_changed: u64,
+    /// Remote change sets rejected, by reason (see [`crate::RejectReason::code`]).
+    pub rejected: BTreeMap<String, u64>,
+}
+
+impl MetricsSnapshot {
+    /// All rejections, whatever the reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+impl Metrics {
+    pub(crate) fn local_change_set(&self) {
+        self.local_change_sets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn remote_applied(&self, rows_changed: usize) {
+        self.remote_change_sets_applied
+            .fetch_add(1, Ordering::Relaxed);
+        self.remote_rows_changed
+            .fetch_add(rows_changed as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
+        *rejected.entry(reason).or_default() += 1;
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
+        MetricsSnapshot {
+            local_change_sets: self.local_change_sets.load(Ordering::Relaxed),
+            remote_change_sets_applied: self.remote_change_sets_applied.load(Ordering::Relaxed),
+            remote_rows_changed: self.remote_rows_changed.load(Ordering::Relaxed),
+            rejected: rejected
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+        }
+    }
+}

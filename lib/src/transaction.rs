@@ -1,0 +1,446 @@
+//! A synced transaction: the user's writes, their clock ticks and their log entries commit
+//! together, or not at all.
+//!
+//! Owns [`WaveSyncTransaction`]. Every write to a synced table runs inside one (an
+//! autocommit write gets an internal one), with the capture's `RETURNING` rows turned into
+//! [`SyncOperation`]s and buffered. Commit writes the buffered operations to the log, takes
+//! the transaction's sequence number and persists the clock in the same database
+//! transaction, commits, and only then hands the one [`ChangeSet`] to the engine channel and
+//! the notifications to the bus. A rollback, or a drop without commit, discards the buffer
+//! with the database changes, so nothing that did not commit is ever sent.
+//!
+//! Nested transactions are savepoints with their own buffer, merged into the parent's on
+//! commit and discarded on rollback.
+
+use crate::capture::{Capture, CaptureKind, Step};
+use crate::connection::Shared;
+use crate::log::{self, LogEntry};
+use crate::merge::written_cells;
+use crate::protocol::{ChangeSet, SyncOperation, WriteKind};
+use crate::value::encode_key;
+use sea_orm::sea_query::Values;
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
+    QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
+    TransactionTrait,
+};
+use sqlx::Row as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+type Buffer = Arc<Mutex<Vec<SyncOperation>>>;
+
+/// A boxed stream of query results, the stream type of [`StreamTrait`] on our types.
+pub type ResultStream<'a> =
+    Pin<Box<dyn futures::Stream<Item = Result<QueryResult, DbErr>> + Send + 'a>>;
+
+/// A database transaction whose writes to synced tables are captured and replicated when
+/// it commits. Obtained from [`TransactionTrait::begin`] or
+/// [`TransactionTrait::transaction`] on a [`crate::WaveSyncDb`]; use it like SeaORM's
+/// `DatabaseTransaction`.
+pub struct WaveSyncTransaction {
+    txn: DatabaseTransaction,
+    shared: Arc<Shared>,
+    buffer: Buffer,
+    /// The enclosing transaction's buffer, for a savepoint.
+    parent: Option<Buffer>,
+}
+
+impl std::fmt::Debug for WaveSyncTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaveSyncTransaction")
+            .field("nested", &self.parent.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaveSyncTransaction {
+    pub(crate) fn new(
+        txn: DatabaseTransaction,
+        shared: Arc<Shared>,
+        parent: Option<Buffer>,
+    ) -> Self {
+        WaveSyncTransaction {
+            txn,
+            shared,
+            buffer: Arc::default(),
+            parent,
+        }
+    }
+
+    /// Begins the internal transaction of an autocommit write: `IMMEDIATE`, so it takes
+    /// the write lock at once instead of failing to upgrade later.
+    pub(crate) async fn begin_internal(shared: &Arc<Shared>) -> Result<Self, DbErr> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let txn = shared.conn.begin_with_options(options).await?;
+        Ok(WaveSyncTransaction::new(txn, Arc::clone(shared), None))
+    }
+
+    fn wrap(&self, txn: DatabaseTransaction) -> WaveSyncTransaction {
+        WaveSyncTransaction::new(
+            txn,
+            Arc::clone(&self.shared),
+            Some(Arc::clone(&self.buffer)),
+        )
+    }
+
+    /// Commits the transaction; for the outermost one, its captured writes are logged in
+    /// the same database transaction and sent to peers after the commit.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let operations =
+            std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        match self.parent {
+            Some(parent) => {
+                self.txn.commit().await?;
+                parent
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(operations);
+                Ok(())
+            }
+            None => commit_outermost(self.txn, &self.shared, operations).await,
+        }
+    }
+
+    /// Rolls the transaction back; nothing it wrote is kept or sent.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+
+    async fn run<F, T, E>(self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c WaveSyncTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let result = callback(&self).await.map_err(TransactionError::Transaction);
+        if result.is_ok() {
+            self.commit().await.map_err(TransactionError::Connection)?;
+        } else {
+            self.rollback()
+                .await
+                .map_err(TransactionError::Connection)?;
+        }
+        result
+    }
+
+    fn plan(&self, sql: &str) -> Result<Option<Capture>, DbErr> {
+        self.shared.plan_statement(sql)
+    }
+
+    /// Runs a captured write and buffers what it wrote; returns the statement's rows.
+    pub(crate) async fn captured_query(
+        &self,
+        capture: &Capture,
+        values: Option<Values>,
+    ) -> Result<Vec<QueryResult>, DbErr> {
+        let hlc = self.shared.tick();
+        let statement = Statement {
+            sql: capture.sql.clone(),
+            values,
+            db_backend: DbBackend::Sqlite,
+        };
+        let rows = self.txn.query_all_raw(statement).await?;
+        let kind = match capture.kind {
+            CaptureKind::Insert => WriteKind::Insert,
+            CaptureKind::Update => WriteKind::Update,
+            CaptureKind::Delete => WriteKind::Delete,
+        };
+        let key_len = capture.table.primary_key.len();
+        let mut operations = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let width = log::sqlite_row(row)?.len();
+            let first = width
+                .checked_sub(capture.returned_columns.len())
+                .ok_or_else(|| {
+                    DbErr::Custom("RETURNING produced fewer columns than requested".into())
+                })?;
+            let mut cells = Vec::with_capacity(capture.returned_columns.len());
+            for (offset, column) in capture.returned_columns.iter().enumerate() {
+                cells.push((column.clone(), log::read_cell(row, first + offset)?));
+            }
+            let values = cells.split_off(key_len);
+            operations.push(SyncOperation {
+                table: capture.table.name.clone(),
+                kind,
+                hlc,
+                primary_key: cells,
+                values,
+            });
+        }
+        tracing::trace!(table = %capture.table.name, rows = operations.len(), "captured write");
+        self.buffer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(operations);
+        Ok(rows)
+    }
+
+    /// Runs a captured write for `execute`: the result counts the rows it wrote.
+    pub(crate) async fn captured_execute(
+        &self,
+        capture: &Capture,
+        values: Option<Values>,
+    ) -> Result<ExecResult, DbErr> {
+        self.prepare_row_counter().await?;
+        let rows = self.captured_query(capture, values).await?;
+        self.exec_result(rows.len() as u64).await
+    }
+
+    /// Runs a script whose steps include captured writes.
+    pub(crate) async fn run_script(&self, steps: &[Step]) -> Result<ExecResult, DbErr> {
+        self.prepare_row_counter().await?;
+        let mut rows_affected = 0;
+        for step in steps {
+            rows_affected += match step {
+                Step::PassThrough(sql) => self.txn.execute_unprepared(sql).await?.rows_affected(),
+                Step::Capture(capture) => self.captured_query(capture, None).await?.len() as u64,
+            };
+        }
+        self.exec_result(rows_affected).await
+    }
+
+    // SeaORM cannot build an `ExecResult` by hand for SQLite (its `proxy` feature does not
+    // compile with sqlx-sqlite in 2.0), and a captured write runs as a query so that its
+    // RETURNING rows can be read. So SQLite itself makes the result: an UPDATE of exactly
+    // `rows_affected` rows of a per-connection temp table. Writes to a WITHOUT ROWID table
+    // leave `last_insert_rowid()` alone, so the result also carries the captured write's
+    // last insert id, as `execute` would have.
+    async fn prepare_row_counter(&self) -> Result<(), DbErr> {
+        self.txn
+            .execute_unprepared(
+                "CREATE TEMP TABLE IF NOT EXISTS _wavesync_row_counter \
+                 (n INTEGER PRIMARY KEY NOT NULL) WITHOUT ROWID",
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn exec_result(&self, rows_affected: u64) -> Result<ExecResult, DbErr> {
+        let wanted = sea_orm::Value::BigInt(Some(i64::try_from(rows_affected).unwrap_or(i64::MAX)));
+        self.txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "WITH RECURSIVE more(n) AS ( \
+                     SELECT coalesce(max(n), 0) + 1 FROM temp._wavesync_row_counter \
+                     UNION ALL SELECT n + 1 FROM more WHERE n < ?) \
+                 INSERT INTO temp._wavesync_row_counter (n) SELECT n FROM more WHERE n <= ?",
+                [wanted.clone(), wanted.clone()],
+            ))
+            .await?;
+        self.txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "UPDATE temp._wavesync_row_counter SET n = n WHERE n <= ?",
+                [wanted],
+            ))
+            .await
+    }
+}
+
+/// Logs `operations` in `txn`, commits, and publishes the change set.
+async fn commit_outermost(
+    txn: DatabaseTransaction,
+    shared: &Shared,
+    operations: Vec<SyncOperation>,
+) -> Result<(), DbErr> {
+    if operations.is_empty() {
+        return txn.commit().await;
+    }
+    // Held from taking the sequence number until the change set is handed on, so change
+    // sets reach the engine in sequence order.
+    let _in_order = shared.commit_order.lock().await;
+    let origin = shared.node_id;
+    let seq = log::next_local_seq(&txn, origin).await?;
+    let mut entries = Vec::new();
+    for op in &operations {
+        let key: Vec<_> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
+        let key = encode_key(&key);
+        for (column, version) in written_cells(op) {
+            entries.push(LogEntry {
+                table: op.table.clone(),
+                key: key.clone(),
+                column,
+                version,
+                origin,
+                seq,
+            });
+        }
+    }
+    log::store(&txn, entries).await?;
+    log::save_clock(&txn, shared.clock_reading()).await?;
+    txn.commit().await?;
+    tracing::debug!(
+        seq,
+        operations = operations.len(),
+        "committed synced transaction"
+    );
+    shared
+        .publish_local(ChangeSet {
+            origin,
+            seq,
+            operations,
+        })
+        .await;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WaveSyncTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        ConnectionTrait::get_database_backend(&self.txn)
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match self.plan(&stmt.sql)? {
+            Some(capture) => self.captured_execute(&capture, stmt.values).await,
+            None => self.txn.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match self.shared.plan_script(sql)? {
+            Some(steps) => self.run_script(&steps).await,
+            None => self.txn.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match self.plan(&stmt.sql)? {
+            // Every row of a write must be read to be captured, even if one is wanted.
+            Some(capture) => Ok(self
+                .captured_query(&capture, stmt.values)
+                .await?
+                .into_iter()
+                .next()),
+            None => self.txn.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self.plan(&stmt.sql)? {
+            Some(capture) => self.captured_query(&capture, stmt.values).await,
+            None => self.txn.query_all_raw(stmt).await,
+        }
+    }
+}
+
+impl StreamTrait for WaveSyncTransaction {
+    type Stream<'a> = ResultStream<'a>;
+
+    fn get_database_backend(&self) -> DbBackend {
+        ConnectionTrait::get_database_backend(&self.txn)
+    }
+
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        Box::pin(async move {
+            match self.plan(&stmt.sql)? {
+                Some(capture) => {
+                    let rows = self.captured_query(&capture, stmt.values).await?;
+                    Ok(Box::pin(futures::stream::iter(rows.into_iter().map(Ok)))
+                        as ResultStream<'a>)
+                }
+                None => Ok(Box::pin(self.txn.stream_raw(stmt).await?) as ResultStream<'a>),
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionSession for WaveSyncTransaction {
+    async fn commit(self) -> Result<(), DbErr> {
+        WaveSyncTransaction::commit(self).await
+    }
+
+    async fn rollback(self) -> Result<(), DbErr> {
+        WaveSyncTransaction::rollback(self).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for WaveSyncTransaction {
+    type Transaction = WaveSyncTransaction;
+
+    async fn begin(&self) -> Result<WaveSyncTransaction, DbErr> {
+        Ok(self.wrap(self.txn.begin().await?))
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<WaveSyncTransaction, DbErr> {
+        Ok(self.wrap(
+            self.txn
+                .begin_with_config(isolation_level, access_mode)
+                .await?,
+        ))
+    }
+
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<WaveSyncTransaction, DbErr> {
+        Ok(self.wrap(self.txn.begin_with_options(options).await?))
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c WaveSyncTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        txn.run(callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c WaveSyncTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
+            .await
+            .map_err(TransactionError::Connection)?;
+        txn.run(callback).await
+    }
+}
+
+/// Runs `callback` in `txn`, committing on `Ok` and rolling back on `Err`.
+pub(crate) async fn run_transaction<F, T, E>(
+    txn: WaveSyncTransaction,
+    callback: F,
+) -> Result<T, TransactionError<E>>
+where
+    F: for<'c> FnOnce(
+            &'c WaveSyncTransaction,
+        ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+        + Send,
+    T: Send,
+    E: std::fmt::Display + std::fmt::Debug + Send,
+{
+    txn.run(callback).await
+}

@@ -1,0 +1,151 @@
+//! Cell values as they are replicated: SQLite's five storage classes.
+//!
+//! Owns [`CellValue`], its conversion to and from SeaORM/sqlx values, and the canonical
+//! byte encoding of primary keys used to address rows in the sync log.
+//!
+//! It must never interpret a value by its column's declared type: that is `schema`'s job
+//! (validation and canonicalisation). What SQLite stored is what we replicate, so two peers
+//! that hold the same row hold the same `CellValue`s, byte for byte.
+
+use sea_orm::Value;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, TypeInfo, ValueRef};
+
+/// One replicated value: exactly what SQLite stored in a cell.
+///
+/// SQLite has five storage classes, and every value SeaORM writes (bools, dates, UUIDs,
+/// JSON, decimals) lands in one of them, so replicating storage classes loses nothing and
+/// compares canonically (a `bool` column holds `Integer(0)` or `Integer(1)` everywhere).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CellValue {
+    /// SQL `NULL`.
+    Null,
+    /// A 64-bit signed integer (also how SQLite stores booleans).
+    Integer(i64),
+    /// An IEEE-754 double.
+    Real(f64),
+    /// UTF-8 text (also how SeaORM stores dates, times, JSON and enums on SQLite).
+    Text(String),
+    /// Raw bytes (also how sqlx stores UUIDs on SQLite).
+    Blob(Vec<u8>),
+}
+
+impl CellValue {
+    /// The name of this value's storage class, as SQLite's `typeof()` spells it.
+    pub fn storage_class(&self) -> &'static str {
+        match self {
+            CellValue::Null => "null",
+            CellValue::Integer(_) => "integer",
+            CellValue::Real(_) => "real",
+            CellValue::Text(_) => "text",
+            CellValue::Blob(_) => "blob",
+        }
+    }
+
+    /// The SeaORM value that binds this cell as a statement parameter.
+    pub fn to_sea_value(&self) -> Value {
+        match self {
+            CellValue::Null => Value::BigInt(None),
+            CellValue::Integer(i) => Value::BigInt(Some(*i)),
+            CellValue::Real(f) => Value::Double(Some(*f)),
+            CellValue::Text(s) => Value::String(Some(s.clone())),
+            CellValue::Blob(b) => Value::Bytes(Some(b.clone())),
+        }
+    }
+
+    /// Reads column `index` of a SQLite row as the storage class SQLite reports for it.
+    pub(crate) fn read(row: &SqliteRow, index: usize) -> Result<CellValue, sqlx::Error> {
+        let raw = row.try_get_raw(index)?;
+        if raw.is_null() {
+            return Ok(CellValue::Null);
+        }
+        // `type_info` of a non-NULL value is its runtime storage class, not the declared
+        // column type, so this never guesses.
+        let class = raw.type_info().name().to_ascii_uppercase();
+        Ok(match class.as_str() {
+            "INTEGER" | "BOOLEAN" | "INT8" | "INT" | "BIGINT" => {
+                CellValue::Integer(row.try_get_unchecked::<i64, _>(index)?)
+            }
+            "REAL" | "FLOAT" | "DOUBLE" => CellValue::Real(row.try_get_unchecked::<f64, _>(index)?),
+            "BLOB" => CellValue::Blob(row.try_get_unchecked::<Vec<u8>, _>(index)?),
+            _ => CellValue::Text(row.try_get_unchecked::<String, _>(index)?),
+        })
+    }
+}
+
+impl From<i64> for CellValue {
+    fn from(v: i64) -> Self {
+        CellValue::Integer(v)
+    }
+}
+impl From<bool> for CellValue {
+    fn from(v: bool) -> Self {
+        CellValue::Integer(i64::from(v))
+    }
+}
+impl From<f64> for CellValue {
+    fn from(v: f64) -> Self {
+        CellValue::Real(v)
+    }
+}
+impl From<&str> for CellValue {
+    fn from(v: &str) -> Self {
+        CellValue::Text(v.to_owned())
+    }
+}
+impl From<String> for CellValue {
+    fn from(v: String) -> Self {
+        CellValue::Text(v)
+    }
+}
+impl From<Vec<u8>> for CellValue {
+    fn from(v: Vec<u8>) -> Self {
+        CellValue::Blob(v)
+    }
+}
+
+/// The canonical bytes of a primary key (its values in the table's key-column order),
+/// used as the row address in the sync log. Equal keys always give equal bytes.
+pub(crate) fn encode_key(values: &[CellValue]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * values.len());
+    for value in values {
+        match value {
+            CellValue::Null => out.push(0),
+            CellValue::Integer(i) => {
+                out.push(1);
+                out.extend_from_slice(&i.to_be_bytes());
+            }
+            CellValue::Real(f) => {
+                out.push(2);
+                out.extend_from_slice(&f.to_bits().to_be_bytes());
+            }
+            CellValue::Text(s) => {
+                out.push(3);
+                out.extend_from_slice(&(s.len() as u64).to_be_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            CellValue::Blob(b) => {
+                out.push(4);
+                out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn distinct_keys_encode_distinctly() {
+        let a = encode_key(&["ab".into(), "c".into()]);
+        let b = encode_key(&["a".into(), "bc".into()]);
+        assert_ne!(a, b);
+        assert_ne!(
+            encode_key(&[CellValue::Integer(1)]),
+            encode_key(&["1".into()])
+        );
+    }
+}

@@ -64,7 +64,12 @@ pub(crate) struct Capture {
 #[derive(Clone, Debug)]
 pub(crate) enum Step {
     /// Execute as it is (reads, DDL, writes to unregistered or local tables).
-    PassThrough(String),
+    PassThrough {
+        sql: String,
+        /// Whether it is an INSERT, UPDATE or DELETE, whose changed rows count in the
+        /// script's `rows_affected` (SQLite reports a stale count after other statements).
+        writes_rows: bool,
+    },
     /// Execute the rewritten statement and record what it returns.
     Capture(Capture),
 }
@@ -80,7 +85,7 @@ pub(crate) fn plan_statement(
     };
     let mut captures = steps.into_iter().filter_map(|step| match step {
         Step::Capture(capture) => Some(capture),
-        Step::PassThrough(_) => None,
+        Step::PassThrough { .. } => None,
     });
     let first = captures.next();
     if let Some(capture) = &first
@@ -127,7 +132,13 @@ pub(crate) fn plan_script(
                 any_capture = true;
                 steps.push(Step::Capture(capture));
             }
-            Planned::PassThrough(statement) => steps.push(Step::PassThrough(statement.to_string())),
+            Planned::PassThrough(statement) => steps.push(Step::PassThrough {
+                writes_rows: matches!(
+                    statement,
+                    Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+                ),
+                sql: statement.to_string(),
+            }),
         }
     }
     Ok(any_capture.then_some(steps))

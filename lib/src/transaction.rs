@@ -200,7 +200,14 @@ impl WaveSyncTransaction {
         let mut rows_affected = 0;
         for step in steps {
             rows_affected += match step {
-                Step::PassThrough(sql) => self.txn.execute_unprepared(sql).await?.rows_affected(),
+                Step::PassThrough { sql, writes_rows } => {
+                    let result = self.txn.execute_unprepared(sql).await?;
+                    if *writes_rows {
+                        result.rows_affected()
+                    } else {
+                        0
+                    }
+                }
                 Step::Capture(capture) => self.captured_query(capture, None).await?.len() as u64,
             };
         }

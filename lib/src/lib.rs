@@ -23,6 +23,7 @@ mod transaction;
 pub use clock::{ClockDrift, Hlc, NodeId};
 pub use connection::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDb, WaveSyncDbBuilder};
 pub use error::{Error, RejectReason, Result};
+pub use log::LogReport;
 pub use metrics::MetricsSnapshot;
 pub use notify::{ChangeNotification, ChangeSource, ChangeSubscription, Lagged, RowChange};
 pub use protocol::{ChangeSet, SyncOperation, WriteKind};

@@ -185,6 +185,10 @@ pub async fn replica_of(change_sets: &[ChangeSet]) -> TestDb {
 /// holds.
 pub async fn assert_replica_matches(source: &TestDb, change_sets: &[ChangeSet]) {
     let replica = replica_of(change_sets).await;
+    for db in [&source.db, &replica.db] {
+        let report = db.verify_log().await.expect("verify log");
+        assert!(report.is_consistent(), "{:?}", report.problems);
+    }
     assert_eq!(
         all_tasks(&replica.db).await,
         all_tasks(&source.db).await,

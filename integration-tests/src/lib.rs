@@ -26,9 +26,10 @@ pub mod task {
 
 /// Opens the database at `path` with the test entities registered.
 pub async fn open(path: &std::path::Path) -> Result<wavesyncdb::WaveSyncDb, wavesyncdb::Error> {
-    let db = wavesyncdb::WaveSyncDbBuilder::new(format!("sqlite:{}?mode=rwc", path.display()), "tests")
-        .build()
-        .await?;
+    let db =
+        wavesyncdb::WaveSyncDbBuilder::new(format!("sqlite:{}?mode=rwc", path.display()), "tests")
+            .build()
+            .await?;
     db.schema().register::<task::Entity>().sync().await?;
     Ok(db)
 }

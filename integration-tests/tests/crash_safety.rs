@@ -22,7 +22,10 @@ fn a_killed_writer_leaves_tables_and_log_in_agreement() {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut written = 0;
         while written < wanted {
-            assert!(Instant::now() < deadline, "writer too slow: {written} transactions in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "writer too slow: {written} transactions in 30 s"
+            );
             match lines.next() {
                 Some(Ok(_)) => written += 1,
                 _ => panic!("writer stopped after {written} transactions"),
@@ -32,10 +35,19 @@ fn a_killed_writer_leaves_tables_and_log_in_agreement() {
         child.wait().expect("reap the writer");
 
         let report = smol::block_on(async {
-            let db = wavesyncdb_integration_tests::open(&path).await.expect("reopen");
+            let db = wavesyncdb_integration_tests::open(&path)
+                .await
+                .expect("reopen");
             db.verify_log().await.expect("verify")
         });
-        assert!(report.is_consistent(), "round {round}: {:#?}", report.problems);
-        assert!(report.rows_checked > 0, "round {round}: nothing was written");
+        assert!(
+            report.is_consistent(),
+            "round {round}: {:#?}",
+            report.problems
+        );
+        assert!(
+            report.rows_checked > 0,
+            "round {round}: nothing was written"
+        );
     }
 }

@@ -22,7 +22,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode, Statement,
     TransactionOptions, TransactionTrait,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 
 /// An operation whose names and values passed admission, spelled as registered here.
@@ -137,6 +137,13 @@ fn admit(meta: &Arc<TableMeta>, op: &SyncOperation) -> Result<Admitted, RejectRe
     })
 }
 
+/// A row some operation won, to rewrite from its versions once all are merged.
+struct TouchedRow {
+    meta: Arc<TableMeta>,
+    key: Vec<u8>,
+    primary_key: Vec<(String, CellValue)>,
+}
+
 /// Merges the operations into the log and rewrites the rows they won; returns the
 /// operations that changed something.
 async fn merge_and_write(
@@ -148,7 +155,8 @@ async fn merge_and_write(
     // The versions of every row touched so far, so later operations of the same set
     // merge against earlier ones.
     let mut rows: HashMap<(String, Vec<u8>), HashMap<String, CellVersion>> = HashMap::new();
-    let mut dirty: Vec<(Arc<TableMeta>, Vec<u8>, Vec<(String, CellValue)>)> = Vec::new();
+    let mut touched: Vec<TouchedRow> = Vec::new();
+    let mut touched_keys: HashSet<(String, Vec<u8>)> = HashSet::new();
     let mut entries = Vec::new();
     let mut changed = Vec::new();
     for Admitted { meta, op } in admitted {
@@ -175,18 +183,19 @@ async fn merge_and_write(
             });
             held.insert(column, version);
         }
-        if !dirty
-            .iter()
-            .any(|(m, k, _)| m.name == meta.name && *k == key)
-        {
-            dirty.push((Arc::clone(&meta), key, op.primary_key.clone()));
+        if touched_keys.insert((meta.name.clone(), key.clone())) {
+            touched.push(TouchedRow {
+                meta: Arc::clone(&meta),
+                key,
+                primary_key: op.primary_key.clone(),
+            });
         }
         changed.push(op);
     }
     log::store(txn, entries).await?;
-    for (meta, key, primary_key) in dirty {
-        let held = &rows[&(meta.name.clone(), key)];
-        write_row(txn, &meta, &primary_key, row_state(&meta, held)).await?;
+    for row in touched {
+        let held = &rows[&(row.meta.name.clone(), row.key)];
+        write_row(txn, &row.meta, &row.primary_key, row_state(&row.meta, held)).await?;
     }
     Ok(changed)
 }

@@ -134,7 +134,7 @@ pub(crate) fn plan_script(
             }
             Planned::PassThrough(statement) => steps.push(Step::PassThrough {
                 writes_rows: matches!(
-                    statement,
+                    *statement,
                     Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
                 ),
                 sql: statement.to_string(),
@@ -145,7 +145,7 @@ pub(crate) fn plan_script(
 }
 
 enum Planned {
-    PassThrough(Statement),
+    PassThrough(Box<Statement>),
     Capture(Capture),
 }
 
@@ -153,10 +153,10 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
     match statement {
         Statement::Insert(mut insert) => {
             let TableObject::TableName(name) = &insert.table else {
-                return Ok(Planned::PassThrough(Statement::Insert(insert)));
+                return Ok(Planned::PassThrough(Box::new(Statement::Insert(insert))));
             };
             let Some(table) = synced(registry, name) else {
-                return Ok(Planned::PassThrough(Statement::Insert(insert)));
+                return Ok(Planned::PassThrough(Box::new(Statement::Insert(insert))));
             };
             if insert.replace_into || insert.or == Some(SqliteOnConflict::Replace) {
                 return Err(refuse(
@@ -191,7 +191,7 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
         }
         Statement::Update(mut update) => {
             let Some(table) = target_table(registry, &update.table) else {
-                return Ok(Planned::PassThrough(Statement::Update(update)));
+                return Ok(Planned::PassThrough(Box::new(Statement::Update(update))));
             };
             if update.or == Some(SqliteOnConflict::Replace) {
                 return Err(refuse(
@@ -210,7 +210,7 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
             let assigned = assigned_columns(&table, &update.assignments);
             if assigned.is_empty() {
                 // It writes no synced column: nothing to replicate.
-                return Ok(Planned::PassThrough(Statement::Update(update)));
+                return Ok(Planned::PassThrough(Box::new(Statement::Update(update))));
             }
             let columns: Vec<String> = table.primary_key.iter().cloned().chain(assigned).collect();
             append_returning(&mut update.returning, &columns);
@@ -236,7 +236,7 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                 )
                 .collect();
             let Some(table) = targets.first().cloned() else {
-                return Ok(Planned::PassThrough(Statement::Delete(delete)));
+                return Ok(Planned::PassThrough(Box::new(Statement::Delete(delete))));
             };
             if from.len() != 1
                 || !from[0].joins.is_empty()
@@ -273,9 +273,9 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                      expression into a sub-select of a plain INSERT, UPDATE or DELETE",
                 ));
             }
-            Ok(Planned::PassThrough(Statement::Query(query)))
+            Ok(Planned::PassThrough(Box::new(Statement::Query(query))))
         }
-        other => Ok(Planned::PassThrough(other)),
+        other => Ok(Planned::PassThrough(Box::new(other))),
     }
 }
 

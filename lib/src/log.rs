@@ -290,7 +290,11 @@ pub(crate) async fn verify(
             .collect();
         let select = format!(
             "SELECT {} FROM {}",
-            columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
+            columns
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", "),
             quote(&meta.name)
         );
         let rows = conn.query_all_raw(stmt(&select, vec![])).await?;
@@ -340,7 +344,11 @@ pub(crate) async fn verify(
                     "SELECT count(*) FROM _wavesync_log e WHERE e.tbl = ? AND e.col = '' \
                      AND e.value = 1 AND (SELECT count(*) FROM _wavesync_log c \
                      WHERE c.tbl = e.tbl AND c.pk = e.pk AND c.col IN ({placeholders})) = ?",
-                    placeholders = if required.is_empty() { "NULL".to_owned() } else { placeholders }
+                    placeholders = if required.is_empty() {
+                        "NULL".to_owned()
+                    } else {
+                        placeholders
+                    }
                 ),
                 values,
             ))

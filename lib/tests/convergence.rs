@@ -17,13 +17,35 @@ const KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
 
 #[derive(Clone, Debug)]
 enum Action {
-    Insert { replica: usize, key: usize, title: u8 },
-    SetTitle { replica: usize, key: usize, title: u8 },
-    SetCompleted { replica: usize, key: usize, completed: bool },
-    SetWeight { replica: usize, key: usize, weight: u8 },
-    Delete { replica: usize, key: usize },
+    Insert {
+        replica: usize,
+        key: usize,
+        title: u8,
+    },
+    SetTitle {
+        replica: usize,
+        key: usize,
+        title: u8,
+    },
+    SetCompleted {
+        replica: usize,
+        key: usize,
+        completed: bool,
+    },
+    SetWeight {
+        replica: usize,
+        key: usize,
+        weight: u8,
+    },
+    Delete {
+        replica: usize,
+        key: usize,
+    },
     /// Deliver to `replica` the change sets it has not seen yet, shuffled by `seed`.
-    Deliver { replica: usize, seed: u64 },
+    Deliver {
+        replica: usize,
+        seed: u64,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -49,21 +71,60 @@ async fn run(actions: Vec<Action>, final_seed: u64) {
     let mut delivered = [0usize; REPLICAS];
     for action in actions {
         match action {
-            Action::Insert { replica, key, title } => {
+            Action::Insert {
+                replica,
+                key,
+                title,
+            } => {
                 // Fails when the row exists here; a failed write must leave no trace.
-                let _ = task(KEYS[key], &format!("t{title}, 'x'")).insert(&replicas[replica].db).await;
+                let _ = task(KEYS[key], &format!("t{title}, 'x'"))
+                    .insert(&replicas[replica].db)
+                    .await;
             }
-            Action::SetTitle { replica, key, title } => {
-                update(&replicas[replica], key, task::Column::Title, Expr::value(format!("u{title}"))).await;
+            Action::SetTitle {
+                replica,
+                key,
+                title,
+            } => {
+                update(
+                    &replicas[replica],
+                    key,
+                    task::Column::Title,
+                    Expr::value(format!("u{title}")),
+                )
+                .await;
             }
-            Action::SetCompleted { replica, key, completed } => {
-                update(&replicas[replica], key, task::Column::Completed, Expr::value(completed)).await;
+            Action::SetCompleted {
+                replica,
+                key,
+                completed,
+            } => {
+                update(
+                    &replicas[replica],
+                    key,
+                    task::Column::Completed,
+                    Expr::value(completed),
+                )
+                .await;
             }
-            Action::SetWeight { replica, key, weight } => {
-                update(&replicas[replica], key, task::Column::Weight, Expr::value(f64::from(weight) / 4.0)).await;
+            Action::SetWeight {
+                replica,
+                key,
+                weight,
+            } => {
+                update(
+                    &replicas[replica],
+                    key,
+                    task::Column::Weight,
+                    Expr::value(f64::from(weight) / 4.0),
+                )
+                .await;
             }
             Action::Delete { replica, key } => {
-                task::Entity::delete_by_id(KEYS[key]).exec(&replicas[replica].db).await.unwrap();
+                task::Entity::delete_by_id(KEYS[key])
+                    .exec(&replicas[replica].db)
+                    .await
+                    .unwrap();
             }
             Action::Deliver { replica, seed } => {
                 let mut batch: Vec<ChangeSet> = made[delivered[replica]..]
@@ -79,7 +140,12 @@ async fn run(actions: Vec<Action>, final_seed: u64) {
             }
         }
         for (index, replica) in replicas.iter().enumerate() {
-            made.extend(replica.take_change_sets().into_iter().map(|set| (index, set)));
+            made.extend(
+                replica
+                    .take_change_sets()
+                    .into_iter()
+                    .map(|set| (index, set)),
+            );
         }
     }
     // Everyone receives everything of the others, in random order, with duplicates.
@@ -92,12 +158,19 @@ async fn run(actions: Vec<Action>, final_seed: u64) {
             .collect();
         all.shuffle(&mut rng);
         all.truncate(all.len() * 3 / 4 + 1);
-        all.extend(made.iter().filter(|(from, _)| *from != index).map(|(_, set)| set.clone()));
+        all.extend(
+            made.iter()
+                .filter(|(from, _)| *from != index)
+                .map(|(_, set)| set.clone()),
+        );
         all.shuffle(&mut rng);
         for set in all {
             replica.db.apply_remote(set).await.unwrap();
         }
-        assert!(replica.take_change_sets().is_empty(), "applying remote changes sends nothing");
+        assert!(
+            replica.take_change_sets().is_empty(),
+            "applying remote changes sends nothing"
+        );
     }
     let first = all_tasks(&replicas[0].db).await;
     for replica in &replicas[1..] {
@@ -105,7 +178,12 @@ async fn run(actions: Vec<Action>, final_seed: u64) {
     }
 }
 
-async fn update(replica: &TestDb, key: usize, column: task::Column, value: sea_orm::sea_query::SimpleExpr) {
+async fn update(
+    replica: &TestDb,
+    key: usize,
+    column: task::Column,
+    value: sea_orm::sea_query::SimpleExpr,
+) {
     task::Entity::update_many()
         .col_expr(column, value)
         .filter(task::Column::Id.eq(KEYS[key]))

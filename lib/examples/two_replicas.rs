@@ -35,7 +35,10 @@ async fn open(dir: &std::path::Path, name: &str) -> Result<WaveSyncDb, wavesyncd
         "sqlite:{}?mode=rwc",
         dir.join(format!("{name}.db")).display()
     );
-    let db = WaveSyncDbBuilder::new(url, "demo-topic").build().await?;
+    let db = WaveSyncDbBuilder::new(url, "demo-topic")
+        .without_network()
+        .build()
+        .await?;
     db.schema().register::<task::Entity>().sync().await?;
     Ok(db)
 }

@@ -19,6 +19,16 @@ impl NodeId {
         NodeId(rand::random())
     }
 
+    /// The id of the node whose libp2p peer id has these bytes: their last 16 bytes (for
+    /// an ed25519 identity, half of the public key). So a received message's origin can
+    /// be checked against the peer that signed it.
+    pub fn from_peer_id_bytes(peer_id: &[u8]) -> NodeId {
+        let mut id = [0u8; 16];
+        let tail = &peer_id[peer_id.len().saturating_sub(16)..];
+        id[16 - tail.len()..].copy_from_slice(tail);
+        NodeId(id)
+    }
+
     /// The id from its 16 bytes; `None` for any other length.
     pub fn from_slice(bytes: &[u8]) -> Option<NodeId> {
         Some(NodeId(bytes.try_into().ok()?))

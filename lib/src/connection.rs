@@ -10,14 +10,17 @@
 
 use crate::capture::{self, Capture, Step};
 use crate::clock::{Hlc, HlcClock, NodeId, now_ms};
+use crate::engine::{self, EngineHandle, NetworkConfig};
 use crate::error::{Error, RejectReason};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::notify::{Bus, ChangeNotification, ChangeSource, ChangeSubscription, RowChange};
 use crate::protocol::ChangeSet;
 use crate::schema::Registry;
 use crate::schema::builder::SchemaBuilder;
+use crate::status::{PeerInfo, SyncStatus};
 use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
 use crate::{apply, log};
+use libp2p::{Multiaddr, PeerId};
 use sea_orm::{
     AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
     ExecResult, IsolationLevel, QueryResult, Statement, StreamTrait, TransactionError,
@@ -84,6 +87,18 @@ impl Shared {
 
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The metadata of `table` if it is synced here.
+    pub(crate) fn synced_table(&self, table: &str) -> Option<Arc<crate::schema::TableMeta>> {
+        self.registry().synced(table)
+    }
+
+    /// A fresh channel for committed change sets; replaces (closes) any earlier one.
+    pub(crate) fn open_outbox(&self) -> async_channel::Receiver<ChangeSet> {
+        let (sender, receiver) = async_channel::bounded(OUTBOX_CAPACITY);
+        *self.outbox.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        receiver
     }
 
     pub(crate) fn plan_statement(&self, sql: &str) -> Result<Option<Capture>, DbErr> {
@@ -156,6 +171,8 @@ pub(crate) fn notifications(
 #[derive(Clone)]
 pub struct WaveSyncDb {
     pub(crate) shared: Arc<Shared>,
+    /// The network engine; it stops when the last handle is dropped.
+    engine: Option<Arc<EngineHandle>>,
 }
 
 impl std::fmt::Debug for WaveSyncDb {
@@ -171,9 +188,10 @@ impl std::fmt::Debug for WaveSyncDb {
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct WaveSyncDbBuilder {
     url: String,
-    topic: String,
     max_clock_drift: Duration,
     notification_buffer: usize,
+    network: Option<NetworkConfig>,
+    listen_set: bool,
 }
 
 impl WaveSyncDbBuilder {
@@ -182,10 +200,72 @@ impl WaveSyncDbBuilder {
     pub fn new(url: impl Into<String>, topic: impl Into<String>) -> Self {
         WaveSyncDbBuilder {
             url: url.into(),
-            topic: topic.into(),
             max_clock_drift: DEFAULT_MAX_CLOCK_DRIFT,
             notification_buffer: 1024,
+            network: Some(NetworkConfig::new(topic.into())),
+            listen_set: false,
         }
+    }
+
+    fn network_mut(&mut self) -> Option<&mut NetworkConfig> {
+        self.network.as_mut()
+    }
+
+    /// Listens on `address` (e.g. `/ip4/0.0.0.0/tcp/4001`); may be called several times.
+    /// Without it, the node listens on every interface on a port the system picks.
+    pub fn listen_on(mut self, address: Multiaddr) -> Self {
+        let first = !self.listen_set;
+        self.listen_set = true;
+        if let Some(network) = self.network_mut() {
+            if first {
+                network.listen.clear();
+            }
+            network.listen.push(address);
+        }
+        self
+    }
+
+    /// Connects to the peer at `address` at start (e.g. `/ip4/10.0.0.2/tcp/4001`): for
+    /// peers that mDNS cannot find (other networks, or mDNS off). May be called several
+    /// times.
+    pub fn bootstrap(mut self, address: Multiaddr) -> Self {
+        if let Some(network) = self.network_mut() {
+            network.bootstrap.push(address);
+        }
+        self
+    }
+
+    /// Discovers peers on the local network by mDNS (default: on).
+    pub fn mdns(mut self, enabled: bool) -> Self {
+        if let Some(network) = self.network_mut() {
+            network.mdns = enabled;
+        }
+        self
+    }
+
+    /// How often peers compare what they have applied and pull what is missing
+    /// (default 5 s). Connecting to a peer always compares at once.
+    pub fn catch_up_interval(mut self, interval: Duration) -> Self {
+        if let Some(network) = self.network_mut() {
+            network.heads_interval = interval.max(Duration::from_millis(50));
+        }
+        self
+    }
+
+    /// The largest gossip message in bytes (default 1 MiB); a larger transaction is sent
+    /// in parts that the receiver applies together.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        if let Some(network) = self.network_mut() {
+            network.max_message_bytes = bytes.max(1024);
+        }
+        self
+    }
+
+    /// Opens the database without the network engine: nothing listens, nothing is sent.
+    /// Change sets stay in the log (and on [`WaveSyncDb::change_set_receiver`]).
+    pub fn without_network(mut self) -> Self {
+        self.network = None;
+        self
     }
 
     /// How far ahead of this node's clock a remote timestamp may be before the change is
@@ -200,11 +280,6 @@ impl WaveSyncDbBuilder {
     pub fn notification_buffer(mut self, notifications: usize) -> Self {
         self.notification_buffer = notifications;
         self
-    }
-
-    /// The group topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
     }
 
     /// Opens the database, creates the sync bookkeeping tables and loads this node's
@@ -226,22 +301,28 @@ impl WaveSyncDbBuilder {
         });
         let conn = Database::connect(options).await?;
         log::create_tables(&conn).await?;
-        let node_id = log::node_id(&conn).await?;
+        let keypair = log::keypair(&conn).await?;
+        let node_id = NodeId::from_peer_id_bytes(&keypair.public().to_peer_id().to_bytes());
         let last = log::load_clock(&conn).await?;
         let max_drift_ms = u64::try_from(self.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
-        tracing::info!(%node_id, topic = %self.topic, "WaveSyncDB opened");
-        Ok(WaveSyncDb {
-            shared: Arc::new(Shared {
-                conn,
-                node_id,
-                registry: RwLock::new(Registry::default()),
-                clock: Mutex::new(HlcClock::new(node_id, last, max_drift_ms)),
-                bus: Bus::new(self.notification_buffer),
-                outbox: Mutex::new(None),
-                commit_order: async_lock::Mutex::new(()),
-                metrics: Metrics::default(),
-            }),
-        })
+        tracing::info!(%node_id, "WaveSyncDB opened");
+        let shared = Arc::new(Shared {
+            conn,
+            node_id,
+            registry: RwLock::new(Registry::default()),
+            clock: Mutex::new(HlcClock::new(node_id, last, max_drift_ms)),
+            bus: Bus::new(self.notification_buffer),
+            outbox: Mutex::new(None),
+            commit_order: async_lock::Mutex::new(()),
+            metrics: Metrics::default(),
+        });
+        let engine = match self.network {
+            Some(network) => Some(Arc::new(
+                engine::start(Arc::clone(&shared), keypair, network).await?,
+            )),
+            None => None,
+        };
+        Ok(WaveSyncDb { shared, engine })
     }
 }
 
@@ -267,13 +348,7 @@ impl WaveSyncDb {
     /// wait after their commit (back-pressure); nothing is dropped. Before the first call,
     /// change sets are only kept in the log.
     pub fn change_set_receiver(&self) -> async_channel::Receiver<ChangeSet> {
-        let (sender, receiver) = async_channel::bounded(OUTBOX_CAPACITY);
-        *self
-            .shared
-            .outbox
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(sender);
-        receiver
+        self.shared.open_outbox()
     }
 
     /// Applies a change set received from a peer: per-cell last-writer-wins, in one
@@ -282,6 +357,77 @@ impl WaveSyncDb {
     /// as a whole, counted in [`metrics`](Self::metrics), and changes nothing.
     pub async fn apply_remote(&self, change_set: ChangeSet) -> Result<usize, Error> {
         apply::apply_remote(&self.shared, change_set).await
+    }
+
+    /// This node's libp2p peer id (`None` without network).
+    pub fn peer_id(&self) -> Option<PeerId> {
+        self.engine.as_ref().map(|engine| engine.peer_id)
+    }
+
+    /// The addresses the engine listens on, to give to peers as bootstrap addresses.
+    pub fn listening_addresses(&self) -> Vec<Multiaddr> {
+        self.engine
+            .as_ref()
+            .map(|engine| engine.status().listening.clone())
+            .unwrap_or_default()
+    }
+
+    /// The peers this node knows, connected or not.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let Some(engine) = &self.engine else {
+            return Vec::new();
+        };
+        let status = engine.status();
+        status
+            .peers
+            .iter()
+            .map(|(peer_id, state)| PeerInfo {
+                peer_id: *peer_id,
+                node_id: NodeId::from_peer_id_bytes(&peer_id.to_bytes()),
+                connected: state.connected,
+                heads: state.heads.clone(),
+                behind: 0,
+            })
+            .collect()
+    }
+
+    /// Where this node stands: its heads, and per peer what that peer has applied and how
+    /// many of those transactions this node still lacks.
+    pub async fn sync_status(&self) -> Result<SyncStatus, Error> {
+        let heads = log::heads(&self.shared.conn).await?;
+        let ours: std::collections::HashMap<NodeId, u64> = heads.iter().copied().collect();
+        let mut peers = self.peers();
+        for peer in &mut peers {
+            peer.behind = crate::protocol::catchup::behind(&ours, &peer.heads, self.shared.node_id);
+        }
+        Ok(SyncStatus {
+            node_id: self.shared.node_id,
+            peer_id: self.peer_id(),
+            listening: self.listening_addresses(),
+            connected_peers: peers.iter().filter(|p| p.connected).count(),
+            behind: peers.iter().map(|p| p.behind).max().unwrap_or(0),
+            heads,
+            peers,
+        })
+    }
+
+    /// Connects to the peer at `address` now (see also [`WaveSyncDbBuilder::bootstrap`]).
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), Error> {
+        match &self.engine {
+            Some(engine) => engine.dial(address).await,
+            None => Err(Error::Db(DbErr::Custom(
+                "this WaveSyncDb was built without_network(); it cannot dial peers".into(),
+            ))),
+        }
+    }
+
+    /// Stops the network engine and waits for it. The database stays usable; changes
+    /// made afterwards stay in the log and reach peers after the next start. Dropping
+    /// the last handle stops the engine too, without waiting.
+    pub async fn shutdown(&self) {
+        if let Some(engine) = &self.engine {
+            engine.shutdown().await;
+        }
     }
 
     /// The sync counters.

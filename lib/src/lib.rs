@@ -15,19 +15,23 @@ mod value;
 // Glue: the database, the bus, and the connection SeaORM sees.
 mod apply;
 mod connection;
+mod engine;
 mod log;
 mod metrics;
 mod notify;
+mod status;
 mod transaction;
 
 pub use clock::{ClockDrift, Hlc, NodeId};
 pub use connection::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDb, WaveSyncDbBuilder};
 pub use error::{Error, RejectReason, Result};
+pub use libp2p::{Multiaddr, PeerId};
 pub use log::LogReport;
 pub use metrics::MetricsSnapshot;
 pub use notify::{ChangeNotification, ChangeSource, ChangeSubscription, Lagged, RowChange};
 pub use protocol::{ChangeSet, SyncOperation, WriteKind};
 pub use schema::builder::SchemaBuilder;
 pub use schema::{ColumnMeta, TableMeta, ValueKind};
+pub use status::{PeerInfo, SyncStatus};
 pub use transaction::{ResultStream, WaveSyncTransaction};
 pub use value::CellValue;

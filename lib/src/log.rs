@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS _wavesync_log (
     seq INTEGER NOT NULL,
     PRIMARY KEY (tbl, pk, col)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS _wavesync_log_by_origin ON _wavesync_log (origin, seq);
+CREATE INDEX IF NOT EXISTS _wavesync_log_by_origin ON _wavesync_log (origin, seq, tbl, pk, col);
 CREATE TABLE IF NOT EXISTS _wavesync_heads (
     origin BLOB PRIMARY KEY NOT NULL,
     seq INTEGER NOT NULL
@@ -110,14 +110,21 @@ async fn meta_set(conn: &impl ConnectionTrait, key: &str, value: Vec<u8>) -> Res
     .map(drop)
 }
 
-/// This node's id, created and persisted on first use.
-pub(crate) async fn node_id(conn: &impl ConnectionTrait) -> Result<NodeId, DbErr> {
-    if let Some(bytes) = meta_get(conn, "node_id").await? {
-        return NodeId::from_slice(&bytes).ok_or_else(|| corrupt("node_id"));
+/// This node's libp2p identity, created and persisted on first use, so the node keeps
+/// its peer id (and with it its node id) across restarts.
+pub(crate) async fn keypair(
+    conn: &impl ConnectionTrait,
+) -> Result<libp2p::identity::Keypair, DbErr> {
+    if let Some(bytes) = meta_get(conn, "keypair").await? {
+        return libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|_| corrupt("keypair"));
     }
-    let id = NodeId::random();
-    meta_set(conn, "node_id", id.0.to_vec()).await?;
-    Ok(id)
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let bytes = keypair
+        .to_protobuf_encoding()
+        .map_err(|e| DbErr::Custom(format!("encoding the node keypair: {e}")))?;
+    meta_set(conn, "keypair", bytes).await?;
+    Ok(keypair)
 }
 
 /// The last persisted clock reading.
@@ -165,6 +172,27 @@ pub(crate) async fn head(conn: &impl ConnectionTrait, origin: NodeId) -> Result<
             u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
         }
     }
+}
+
+/// Every origin's head.
+pub(crate) async fn heads(conn: &impl ConnectionTrait) -> Result<Vec<(NodeId, u64)>, DbErr> {
+    let rows = conn
+        .query_all_raw(stmt(
+            "SELECT origin, seq FROM _wavesync_heads ORDER BY origin",
+            vec![],
+        ))
+        .await?;
+    let mut heads = Vec::with_capacity(rows.len());
+    for row in rows {
+        let origin =
+            NodeId::from_slice(&read_bytes(&row, 0, "origin")?).ok_or_else(|| corrupt("origin"))?;
+        let seq: i64 = row.try_get_by_index(1)?;
+        heads.push((
+            origin,
+            u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))?,
+        ));
+    }
+    Ok(heads)
 }
 
 /// Records that every transaction of `origin` up to `seq` is applied here.
@@ -380,4 +408,135 @@ pub(crate) async fn verify(
         ));
     }
     Ok(report)
+}
+
+/// The bound on one catch-up page.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PageLimit {
+    /// Log entries (cells).
+    pub entries: u64,
+    /// Bytes of values, roughly.
+    pub bytes: usize,
+}
+
+/// One page of `origin`'s log entries with seq in (after, through], after `cursor`, as
+/// operations tagged with their sequence numbers, and where the next page starts.
+/// Entries of tables this peer does not sync are left out: their keys cannot be named.
+pub(crate) async fn page(
+    conn: &impl ConnectionTrait,
+    synced: &dyn Fn(&str) -> Option<std::sync::Arc<crate::schema::TableMeta>>,
+    origin: NodeId,
+    after: u64,
+    through: u64,
+    cursor: Option<&crate::protocol::Cursor>,
+    limit: PageLimit,
+) -> Result<
+    (
+        Vec<(u64, crate::protocol::SyncOperation)>,
+        Option<crate::protocol::Cursor>,
+    ),
+    DbErr,
+> {
+    use crate::protocol::{Cursor, SyncOperation, WriteKind};
+    use crate::schema::ROW_EXISTS_COLUMN;
+    let mut values: Vec<Value> = vec![
+        origin.0.to_vec().into(),
+        seq_value(after),
+        seq_value(through),
+    ];
+    let mut sql = String::from(
+        "SELECT seq, tbl, pk, col, value, hlc FROM _wavesync_log \
+         WHERE origin = ? AND seq > ? AND seq <= ?",
+    );
+    if let Some(cursor) = cursor {
+        sql.push_str(" AND (seq, tbl, pk, col) > (?, ?, ?, ?)");
+        values.extend([
+            seq_value(cursor.seq),
+            cursor.table.as_str().into(),
+            cursor.key.clone().into(),
+            cursor.column.as_str().into(),
+        ]);
+    }
+    sql.push_str(" ORDER BY seq, tbl, pk, col LIMIT ?");
+    values.push(Value::BigInt(Some(
+        i64::try_from(limit.entries).unwrap_or(i64::MAX),
+    )));
+    let rows = conn.query_all_raw(stmt(&sql, values)).await?;
+    let full = rows.len() as u64 >= limit.entries;
+
+    let mut operations: Vec<(u64, SyncOperation)> = Vec::new();
+    let mut last: Option<Cursor> = None;
+    let mut bytes = 0usize;
+    for row in &rows {
+        let seq = u64::try_from(row.try_get_by_index::<i64>(0)?)
+            .map_err(|_| corrupt("negative sequence number"))?;
+        let table: String = row.try_get_by_index(1)?;
+        let key = read_bytes(row, 2, "pk")?;
+        let column: String = row.try_get_by_index(3)?;
+        let value = read_cell(row, 4)?;
+        let hlc = Hlc::from_bytes(&read_bytes(row, 5, "hlc")?).ok_or_else(|| corrupt("hlc"))?;
+        if bytes >= limit.bytes && last.is_some() {
+            // Over the byte bound: stop here; the next page starts after `last`.
+            return Ok((operations, last));
+        }
+        bytes += 64
+            + match &value {
+                CellValue::Text(text) => text.len(),
+                CellValue::Blob(blob) => blob.len(),
+                _ => 8,
+            };
+        last = Some(Cursor {
+            seq,
+            table: table.clone(),
+            key: key.clone(),
+            column: column.clone(),
+        });
+        let Some(meta) = synced(&table) else {
+            continue;
+        };
+        let Some(key_values) = crate::value::decode_key(&key) else {
+            return Err(corrupt("primary key encoding"));
+        };
+        if key_values.len() != meta.primary_key.len() {
+            continue;
+        }
+        let same_operation = matches!(
+            operations.last(),
+            Some((s, op)) if *s == seq && op.table == meta.name && op.hlc == hlc
+                && op.primary_key.iter().map(|(_, v)| v).eq(key_values.iter())
+        );
+        if !same_operation {
+            operations.push((
+                seq,
+                SyncOperation {
+                    table: meta.name.clone(),
+                    kind: WriteKind::Update,
+                    hlc,
+                    primary_key: meta.primary_key.iter().cloned().zip(key_values).collect(),
+                    values: Vec::new(),
+                },
+            ));
+        }
+        let Some((_, op)) = operations.last_mut() else {
+            continue;
+        };
+        if column == ROW_EXISTS_COLUMN {
+            op.kind = if value == CellValue::Integer(0) {
+                WriteKind::Delete
+            } else {
+                WriteKind::Insert
+            };
+        } else if let Some(registered) = meta.column(&column) {
+            op.values.push((registered.name.clone(), value));
+        }
+    }
+    // An "insert" that does not carry every column is reported as an update.
+    for (_, op) in &mut operations {
+        if let (WriteKind::Insert, Some(meta)) = (op.kind, synced(&op.table))
+            && op.values.len() < meta.value_columns().count()
+        {
+            op.kind = WriteKind::Update;
+        }
+    }
+    Ok((operations, if full { last } else { None }))
 }

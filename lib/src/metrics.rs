@@ -12,6 +12,11 @@ pub(crate) struct Metrics {
     local_change_sets: AtomicU64,
     remote_change_sets_applied: AtomicU64,
     remote_rows_changed: AtomicU64,
+    gossip_published: AtomicU64,
+    gossip_received: AtomicU64,
+    catch_up_pages_received: AtomicU64,
+    catch_up_operations_received: AtomicU64,
+    catch_up_operations_served: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -25,7 +30,18 @@ pub struct MetricsSnapshot {
     pub remote_change_sets_applied: u64,
     /// Rows inserted, updated or deleted here by remote changes.
     pub remote_rows_changed: u64,
-    /// Remote change sets rejected, by reason (see [`crate::RejectReason::code`]).
+    /// Gossip messages published (a large transaction takes several).
+    pub gossip_published: u64,
+    /// Gossip messages received.
+    pub gossip_received: u64,
+    /// Catch-up pages received from peers.
+    pub catch_up_pages_received: u64,
+    /// Operations received through catch-up.
+    pub catch_up_operations_received: u64,
+    /// Operations served to peers through catch-up.
+    pub catch_up_operations_served: u64,
+    /// Remote changes rejected, by reason (see [`crate::RejectReason::code`]; also
+    /// `malformed` and `forged_origin` for messages that could not be read or trusted).
     pub rejected: BTreeMap<String, u64>,
 }
 
@@ -48,6 +64,25 @@ impl Metrics {
             .fetch_add(rows_changed as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn gossip_published(&self, messages: u64) {
+        self.gossip_published.fetch_add(messages, Ordering::Relaxed);
+    }
+
+    pub(crate) fn gossip_received(&self) {
+        self.gossip_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn catch_up_page(&self, operations: u64) {
+        self.catch_up_pages_received.fetch_add(1, Ordering::Relaxed);
+        self.catch_up_operations_received
+            .fetch_add(operations, Ordering::Relaxed);
+    }
+
+    pub(crate) fn catch_up_served(&self, operations: u64) {
+        self.catch_up_operations_served
+            .fetch_add(operations, Ordering::Relaxed);
+    }
+
     pub(crate) fn rejected(&self, reason: &'static str) {
         let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
         *rejected.entry(reason).or_default() += 1;
@@ -59,6 +94,11 @@ impl Metrics {
             local_change_sets: self.local_change_sets.load(Ordering::Relaxed),
             remote_change_sets_applied: self.remote_change_sets_applied.load(Ordering::Relaxed),
             remote_rows_changed: self.remote_rows_changed.load(Ordering::Relaxed),
+            gossip_published: self.gossip_published.load(Ordering::Relaxed),
+            gossip_received: self.gossip_received.load(Ordering::Relaxed),
+            catch_up_pages_received: self.catch_up_pages_received.load(Ordering::Relaxed),
+            catch_up_operations_received: self.catch_up_operations_received.load(Ordering::Relaxed),
+            catch_up_operations_served: self.catch_up_operations_served.load(Ordering::Relaxed),
             rejected: rejected
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))

@@ -135,6 +135,40 @@ pub(crate) fn encode_key(values: &[CellValue]) -> Vec<u8> {
     out
 }
 
+/// Inverse of [`encode_key`]; `None` for bytes it did not produce.
+pub(crate) fn decode_key(mut bytes: &[u8]) -> Option<Vec<CellValue>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if bytes.len() < n {
+            return None;
+        }
+        let (head, tail) = bytes.split_at(n);
+        *bytes = tail;
+        Some(head)
+    }
+    fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
+        Some(u64::from_be_bytes(take(bytes, 8)?.try_into().ok()?))
+    }
+    let mut values = Vec::new();
+    while let Some((&tag, rest)) = bytes.split_first() {
+        bytes = rest;
+        values.push(match tag {
+            0 => CellValue::Null,
+            1 => CellValue::Integer(take_u64(&mut bytes)? as i64),
+            2 => CellValue::Real(f64::from_bits(take_u64(&mut bytes)?)),
+            3 => {
+                let len = usize::try_from(take_u64(&mut bytes)?).ok()?;
+                CellValue::Text(String::from_utf8(take(&mut bytes, len)?.to_vec()).ok()?)
+            }
+            4 => {
+                let len = usize::try_from(take_u64(&mut bytes)?).ok()?;
+                CellValue::Blob(take(&mut bytes, len)?.to_vec())
+            }
+            _ => return None,
+        });
+    }
+    Some(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,3 +61,87 @@ pub struct ChangeSet {
     /// The written rows, in the order the transaction wrote them.
     pub operations: Vec<SyncOperation>,
 }
+
+pub(crate) mod catchup;
+pub(crate) mod codec;
+
+/// The gossipsub message of the live path. The enum is the version: a peer that does not
+/// know a variant rejects the message, and catch-up fills the gap.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Gossip {
+    /// Protocol version 1.
+    V1(GossipV1),
+}
+
+/// Live messages, version 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum GossipV1 {
+    /// A whole committed transaction.
+    ChangeSet(ChangeSet),
+    /// One part of a transaction too large for one message; the receiver applies the
+    /// transaction once it holds all `count` parts.
+    Part {
+        /// The transaction's origin.
+        origin: NodeId,
+        /// The transaction's sequence number.
+        seq: u64,
+        /// This part's index, from 0.
+        index: u32,
+        /// How many parts the transaction has.
+        count: u32,
+        /// This part's operations, in order.
+        operations: Vec<SyncOperation>,
+    },
+}
+
+/// Where a catch-up page stops: the last log entry it carried.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Cursor {
+    pub seq: u64,
+    pub table: String,
+    pub key: Vec<u8>,
+    pub column: String,
+}
+
+/// A catch-up request (request-response), versioned like [`Gossip`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Protocol version 1.
+    V1(RequestV1),
+}
+
+/// Catch-up requests, version 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum RequestV1 {
+    /// "Which transactions have you applied?"
+    Heads,
+    /// "Send me origin's log entries with seq in (after, through], after `cursor`."
+    Pull {
+        origin: NodeId,
+        after: u64,
+        through: u64,
+        cursor: Option<Cursor>,
+    },
+}
+
+/// A catch-up response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Response {
+    /// Protocol version 1.
+    V1(ResponseV1),
+}
+
+/// Catch-up responses, version 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum ResponseV1 {
+    /// Per origin, the highest contiguous sequence number applied.
+    Heads(Vec<(NodeId, u64)>),
+    /// One bounded page of log entries, as operations tagged with their sequence number,
+    /// in sequence order; `next` is where the following page starts, `None` at the end.
+    Page {
+        operations: Vec<(u64, SyncOperation)>,
+        next: Option<Cursor>,
+    },
+    /// The request could not be served (e.g. a database error); try another peer later.
+    Unavailable,
+}

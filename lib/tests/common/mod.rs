@@ -129,6 +129,7 @@ pub fn url(dir: &TempDir) -> String {
 
 pub async fn open(dir: &TempDir) -> WaveSyncDb {
     let db = WaveSyncDbBuilder::new(url(dir), "test-topic")
+        .without_network()
         .build()
         .await
         .expect("open database");

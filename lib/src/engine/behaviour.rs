@@ -1,0 +1,105 @@
+//! The libp2p side of the engine: which protocols a node speaks and how bytes travel.
+//!
+//! Owns the [`Behaviour`] (gossipsub for live changes, request-response for catch-up, mDNS
+//! for discovery) and the request-response [`CatchUpCodec`]. It decides nothing about
+//! sync: messages are opaque, size-bounded frames here; `protocol::codec` gives them
+//! meaning. Only the event loop may hold the `Swarm` built from it.
+
+use crate::protocol::codec::{decode_request, decode_response, encode_request, encode_response};
+use crate::protocol::{Request, Response};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, gossipsub, mdns, request_response};
+use std::io;
+
+/// The catch-up protocol id; the version is part of it.
+pub(crate) const CATCH_UP_PROTOCOL: StreamProtocol = StreamProtocol::new("/wavesync/catchup/1");
+
+/// The protocols of a WaveSyncDB node.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub gossipsub: gossipsub::Behaviour,
+    pub catch_up: request_response::Behaviour<CatchUpCodec>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Length-prefixed frames of [`Request`]s and [`Response`]s, each bounded in size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CatchUpCodec {
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+}
+
+async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut length = [0u8; 4];
+    io.read_exact(&mut length).await?;
+    let length = u32::from_be_bytes(length) as usize;
+    if length > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {length} bytes exceeds the {max}-byte bound"),
+        ));
+    }
+    let mut frame = vec![0u8; length];
+    io.read_exact(&mut frame).await?;
+    Ok(frame)
+}
+
+async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, frame: &[u8]) -> io::Result<()> {
+    let length = u32::try_from(frame.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    io.write_all(&length.to_be_bytes()).await?;
+    io.write_all(frame).await?;
+    io.close().await
+}
+
+fn invalid(err: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, err.to_string())
+}
+
+impl request_response::Codec for CatchUpCodec {
+    type Protocol = StreamProtocol;
+    type Request = Request;
+    type Response = Response;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let frame = read_frame(io, self.max_request_bytes).await?;
+        decode_request(&frame, self.max_request_bytes).map_err(invalid)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let frame = read_frame(io, self.max_response_bytes).await?;
+        decode_response(&frame, self.max_response_bytes).map_err(invalid)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: Request,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &encode_request(&request)).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: Response,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &encode_response(&response)).await
+    }
+}

@@ -1,0 +1,263 @@
+//! The network engine: one background thread that owns the libp2p swarm, and the sync
+//! driver that connects it to the database.
+//!
+//! libp2p is tokio-only, the application is not: the engine runs on a dedicated thread
+//! with a current-thread tokio runtime, and talks to the rest of the crate only through
+//! bounded `async-channel`s. On that runtime run two tasks:
+//! - the event loop ([`event_loop`]), the only owner of the `Swarm`: it turns swarm events
+//!   into [`NetEvent`]s and [`Command`]s into swarm calls, and nothing else;
+//! - the driver ([`driver`]), the sync protocol: it publishes committed change sets,
+//!   applies received ones, exchanges heads and pulls what is missing, and serves peers'
+//!   pulls from the log.
+//!
+//! Every channel is bounded: a slow database slows the event loop, which stops reading
+//! from peers (back-pressure); nothing is dropped on our side. Dropping the last
+//! `WaveSyncDb` handle, or `shutdown()`, stops both tasks and the thread.
+
+mod behaviour;
+mod driver;
+mod event_loop;
+
+use crate::clock::NodeId;
+use crate::connection::Shared;
+use crate::error::Error;
+use crate::protocol::{Request, Response};
+use libp2p::{Multiaddr, PeerId};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Capacity of the channels between the event loop and the driver.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Network settings, from [`crate::WaveSyncDbBuilder`].
+#[derive(Clone, Debug)]
+pub(crate) struct NetworkConfig {
+    pub topic: String,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub heads_interval: Duration,
+    pub max_message_bytes: usize,
+    pub page_entries: u64,
+    pub page_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl NetworkConfig {
+    pub(crate) fn new(topic: String) -> NetworkConfig {
+        NetworkConfig {
+            topic,
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0"
+                    .parse()
+                    .expect("valid multiaddr literal"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            heads_interval: Duration::from_secs(5),
+            max_message_bytes: 1 << 20,
+            page_entries: 5_000,
+            page_bytes: 4 << 20,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// From the driver to the event loop.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Publish on the group topic.
+    Publish(Vec<u8>),
+    /// Send a catch-up request; the answer comes back with the same token.
+    Request {
+        peer: PeerId,
+        token: u64,
+        request: Request,
+    },
+    /// Answer the inbound request `id`.
+    Respond { id: u64, response: Response },
+    /// Connect to an address.
+    Dial(Multiaddr),
+}
+
+/// From the event loop to the driver.
+#[derive(Debug)]
+pub(crate) enum NetEvent {
+    Connected(PeerId),
+    Disconnected(PeerId),
+    /// A gossip message; `author` is the signed source, `via` the peer that forwarded it.
+    Gossip {
+        author: Option<PeerId>,
+        via: PeerId,
+        data: Vec<u8>,
+    },
+    /// An inbound catch-up request to answer with [`Command::Respond`].
+    Request {
+        peer: PeerId,
+        id: u64,
+        request: Request,
+    },
+    /// The answer to our request `token`.
+    Response {
+        peer: PeerId,
+        token: u64,
+        response: Response,
+    },
+    /// Our request `token` failed (timeout, disconnect, refused protocol).
+    RequestFailed {
+        peer: PeerId,
+        token: u64,
+    },
+}
+
+/// What one peer has told us.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PeerState {
+    pub connected: bool,
+    pub heads: Vec<(NodeId, u64)>,
+}
+
+/// What the engine knows, for `peers()` and `sync_status()`.
+#[derive(Debug, Default)]
+pub(crate) struct NetworkStatus {
+    pub listening: Vec<Multiaddr>,
+    pub peers: BTreeMap<PeerId, PeerState>,
+}
+
+/// The running engine. Dropping it stops the engine.
+pub(crate) struct EngineHandle {
+    pub peer_id: PeerId,
+    pub status: Arc<Mutex<NetworkStatus>>,
+    commands: async_channel::Sender<Command>,
+    stop: async_channel::Sender<()>,
+    stopped: async_channel::Receiver<()>,
+}
+
+impl EngineHandle {
+    pub(crate) fn status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the engine to connect to `address`.
+    pub(crate) async fn dial(&self, address: Multiaddr) -> Result<(), Error> {
+        self.commands
+            .send(Command::Dial(address))
+            .await
+            .map_err(|_| stopped_error())
+    }
+
+    /// Stops the engine and waits until its thread has finished.
+    pub(crate) async fn shutdown(&self) {
+        self.stop.close();
+        // Closed (never sent on) when the engine thread ends.
+        let _ = self.stopped.recv().await;
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop.close();
+    }
+}
+
+fn stopped_error() -> Error {
+    Error::Db(sea_orm::DbErr::Custom(
+        "the WaveSyncDB network engine has stopped; open the database again to restart it".into(),
+    ))
+}
+
+/// Starts the engine thread and waits until it listens on every configured address.
+pub(crate) async fn start(
+    shared: Arc<Shared>,
+    keypair: libp2p::identity::Keypair,
+    config: NetworkConfig,
+) -> Result<EngineHandle, Error> {
+    let peer_id = keypair.public().to_peer_id();
+    let (commands_tx, commands_rx) = async_channel::bounded(CHANNEL_CAPACITY);
+    let (events_tx, events_rx) = async_channel::bounded(CHANNEL_CAPACITY);
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let (stopped_tx, stopped_rx) = async_channel::bounded::<()>(1);
+    let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), String>>(1);
+    let status = Arc::new(Mutex::new(NetworkStatus::default()));
+    let outbox = shared.open_outbox();
+    let driver = driver::Driver::new(
+        Arc::clone(&shared),
+        config.clone(),
+        commands_tx.clone(),
+        events_rx,
+        outbox,
+        Arc::clone(&status),
+        stop_rx.clone(),
+    );
+    let loop_status = Arc::clone(&status);
+    std::thread::Builder::new()
+        .name("wavesync-engine".into())
+        .spawn(move || {
+            // Dropped when the thread ends, which closes the channel `shutdown` waits on.
+            let _stopped = stopped_tx;
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    let _ = ready_tx.try_send(Err(format!("starting the engine runtime: {err}")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let event_loop = match event_loop::EventLoop::start(
+                    keypair,
+                    &config,
+                    commands_rx,
+                    events_tx,
+                    stop_rx,
+                    loop_status,
+                )
+                .await
+                {
+                    Ok(event_loop) => event_loop,
+                    Err(err) => {
+                        let _ = ready_tx.try_send(Err(err));
+                        return;
+                    }
+                };
+                let _ = ready_tx.try_send(Ok(()));
+                futures::join!(event_loop.run(), driver.run());
+            });
+            tracing::debug!("network engine stopped");
+        })
+        .map_err(|err| {
+            Error::Db(sea_orm::DbErr::Custom(format!(
+                "spawning the engine thread: {err}"
+            )))
+        })?;
+    match ready_rx.recv().await {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => {
+            return Err(Error::Db(sea_orm::DbErr::Custom(format!(
+                "the network engine could not start: {message}"
+            ))));
+        }
+        Err(_) => return Err(stopped_error()),
+    }
+    tracing::info!(%peer_id, listening = %listening(&status), "network engine started");
+    Ok(EngineHandle {
+        peer_id,
+        status,
+        commands: commands_tx,
+        stop: stop_tx,
+        stopped: stopped_rx,
+    })
+}
+
+fn listening(status: &Mutex<NetworkStatus>) -> String {
+    let status = status.lock().unwrap_or_else(PoisonError::into_inner);
+    status
+        .listening
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

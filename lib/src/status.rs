@@ -1,0 +1,44 @@
+//! What `WaveSyncDb::peers` and `WaveSyncDb::sync_status` report.
+//!
+//! Plain data, filled in by the connection from what the engine knows; it never holds a
+//! lock or a handle.
+
+use crate::clock::NodeId;
+use libp2p::{Multiaddr, PeerId};
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer's libp2p id.
+    pub peer_id: PeerId,
+    /// The node id its changes carry.
+    pub node_id: NodeId,
+    /// Whether a connection is open now.
+    pub connected: bool,
+    /// Per origin, the highest contiguous transaction the peer has applied (as of its
+    /// last answer).
+    pub heads: Vec<(NodeId, u64)>,
+    /// How many of those transactions this node lacks (filled by `sync_status`).
+    pub behind: u64,
+}
+
+/// Where this node stands in its group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncStatus {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// This node's libp2p id (`None` without network).
+    pub peer_id: Option<PeerId>,
+    /// The addresses it listens on.
+    pub listening: Vec<Multiaddr>,
+    /// Per origin, the highest contiguous transaction applied here.
+    pub heads: Vec<(NodeId, u64)>,
+    /// The peers it knows.
+    pub peers: Vec<PeerInfo>,
+    /// How many peers are connected.
+    pub connected_peers: usize,
+    /// The most transactions any one peer has that this node lacks.
+    pub behind: u64,
+}

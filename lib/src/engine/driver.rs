@@ -188,7 +188,7 @@ impl Driver {
 
     async fn on_gossip(&mut self, author: Option<PeerId>, via: PeerId, data: Vec<u8>) {
         self.shared.metrics.gossip_received();
-        let message = match decode_gossip(&data, self.config.max_message_bytes + (64 << 10)) {
+        let message = match decode_gossip(&data, self.config.max_message_bytes) {
             Ok(message) => message,
             Err(err) => {
                 self.shared.metrics.rejected("malformed");

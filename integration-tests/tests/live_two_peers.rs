@@ -85,3 +85,36 @@ fn every_write_form_converges_live() {
         b.stop().await;
     });
 }
+
+#[test]
+fn shutdown_and_drop_stop_the_engine() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let a = TestPeer::start(&dir.path().join("a.db"), &[]).await;
+        let b = TestPeer::start(&dir.path().join("b.db"), &[a.address()]).await;
+        let c = TestPeer::start(&dir.path().join("c.db"), &[a.address()]).await;
+        assert!(
+            wait_until(TIMEOUT, || async {
+                a.db.sync_status().await.unwrap().connected_peers == 2
+            })
+            .await
+        );
+        // shutdown waits for the engine; the database stays usable without it.
+        b.db.shutdown().await;
+        new_task("after-shutdown", "kept locally")
+            .insert(&b.db)
+            .await
+            .unwrap();
+        assert_eq!(b.tasks().await.len(), 1);
+        // Dropping the last handle stops the engine too.
+        drop(c);
+        assert!(
+            wait_until(TIMEOUT, || async {
+                a.db.sync_status().await.unwrap().connected_peers == 0
+            })
+            .await,
+            "a still sees connected peers"
+        );
+        a.stop().await;
+    });
+}

@@ -191,6 +191,7 @@ pub(crate) async fn start(
         stop_rx.clone(),
     );
     let loop_status = Arc::clone(&status);
+    let span = tracing::info_span!("wavesync_engine", %peer_id, node_id = %shared.node_id);
     std::thread::Builder::new()
         .name("wavesync-engine".into())
         .spawn(move || {
@@ -206,26 +207,29 @@ pub(crate) async fn start(
                     return;
                 }
             };
-            runtime.block_on(async move {
-                let event_loop = match event_loop::EventLoop::start(
-                    keypair,
-                    &config,
-                    commands_rx,
-                    events_tx,
-                    stop_rx,
-                    loop_status,
-                )
-                .await
-                {
-                    Ok(event_loop) => event_loop,
-                    Err(err) => {
-                        let _ = ready_tx.try_send(Err(err));
-                        return;
-                    }
-                };
-                let _ = ready_tx.try_send(Ok(()));
-                futures::join!(event_loop.run(), driver.run());
-            });
+            runtime.block_on(tracing::Instrument::instrument(
+                async move {
+                    let event_loop = match event_loop::EventLoop::start(
+                        keypair,
+                        &config,
+                        commands_rx,
+                        events_tx,
+                        stop_rx,
+                        loop_status,
+                    )
+                    .await
+                    {
+                        Ok(event_loop) => event_loop,
+                        Err(err) => {
+                            let _ = ready_tx.try_send(Err(err));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.try_send(Ok(()));
+                    futures::join!(event_loop.run(), driver.run());
+                },
+                span,
+            ));
             tracing::debug!("network engine stopped");
         })
         .map_err(|err| {

@@ -54,6 +54,37 @@ impl CellValue {
         }
     }
 
+    /// The cell SQLite stores for a SeaORM value, for the value types whose SQLite form
+    /// is unambiguous (integers, booleans, floats, text, bytes, UUIDs); `None` for others.
+    /// Useful to compare a primary key with [`crate::RowChange::primary_key`].
+    pub fn from_value(value: &Value) -> Option<CellValue> {
+        Some(match value {
+            Value::Bool(v) => v.map_or(CellValue::Null, |b| CellValue::Integer(i64::from(b))),
+            Value::TinyInt(v) => v.map_or(CellValue::Null, |i| CellValue::Integer(i64::from(i))),
+            Value::SmallInt(v) => v.map_or(CellValue::Null, |i| CellValue::Integer(i64::from(i))),
+            Value::Int(v) => v.map_or(CellValue::Null, |i| CellValue::Integer(i64::from(i))),
+            Value::BigInt(v) => v.map_or(CellValue::Null, CellValue::Integer),
+            Value::TinyUnsigned(v) => {
+                v.map_or(CellValue::Null, |i| CellValue::Integer(i64::from(i)))
+            }
+            Value::SmallUnsigned(v) => {
+                v.map_or(CellValue::Null, |i| CellValue::Integer(i64::from(i)))
+            }
+            Value::Unsigned(v) => v.map_or(CellValue::Null, |i| CellValue::Integer(i64::from(i))),
+            Value::BigUnsigned(v) => match v {
+                None => CellValue::Null,
+                Some(i) => CellValue::Integer(i64::try_from(*i).ok()?),
+            },
+            Value::Float(v) => v.map_or(CellValue::Null, |f| CellValue::Real(f64::from(f))),
+            Value::Double(v) => v.map_or(CellValue::Null, CellValue::Real),
+            Value::String(v) => v.clone().map_or(CellValue::Null, CellValue::Text),
+            Value::Char(v) => v.map_or(CellValue::Null, |c| CellValue::Text(c.to_string())),
+            Value::Bytes(v) => v.clone().map_or(CellValue::Null, CellValue::Blob),
+            Value::Uuid(v) => v.map_or(CellValue::Null, |u| CellValue::Blob(u.as_bytes().to_vec())),
+            _ => return None,
+        })
+    }
+
     /// Reads column `index` of a SQLite row as the storage class SQLite reports for it.
     pub(crate) fn read(row: &SqliteRow, index: usize) -> Result<CellValue, sqlx::Error> {
         let raw = row.try_get_raw(index)?;
@@ -172,6 +203,26 @@ pub(crate) fn decode_key(mut bytes: &[u8]) -> Option<Vec<CellValue>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn sea_values_map_to_their_sqlite_cells() {
+        assert_eq!(
+            CellValue::from_value(&Value::Bool(Some(true))),
+            Some(CellValue::Integer(1))
+        );
+        assert_eq!(
+            CellValue::from_value(&Value::String(Some("a".into()))),
+            Some("a".into())
+        );
+        assert_eq!(
+            CellValue::from_value(&Value::Int(None)),
+            Some(CellValue::Null)
+        );
+        assert_eq!(
+            CellValue::from_value(&Value::BigUnsigned(Some(u64::MAX))),
+            None
+        );
+    }
+
     #[test]
     fn distinct_keys_encode_distinctly() {
         let a = encode_key(&["ab".into(), "c".into()]);

@@ -17,6 +17,7 @@ use crate::notify::{Bus, ChangeNotification, ChangeSource, ChangeSubscription, R
 use crate::protocol::ChangeSet;
 use crate::schema::Registry;
 use crate::schema::builder::SchemaBuilder;
+use crate::secret::GroupSecret;
 use crate::status::{PeerInfo, SyncStatus};
 use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
 use crate::{apply, log};
@@ -261,6 +262,18 @@ impl WaveSyncDbBuilder {
         self
     }
 
+    /// Makes the group private: only peers with the same secret can connect (libp2p's
+    /// pre-shared-key private network; QUIC stays off). Get one from
+    /// [`WaveSyncDb::generate_secret`] or [`GroupSecret::from_passphrase`], and hand it to
+    /// every member over a channel you trust. Without a secret the group is open: anyone
+    /// who knows the topic can join.
+    pub fn group_secret(mut self, secret: GroupSecret) -> Self {
+        if let Some(network) = self.network_mut() {
+            network.secret = Some(secret);
+        }
+        self
+    }
+
     /// Opens the database without the network engine: nothing listens, nothing is sent.
     /// Change sets stay in the log (and on [`WaveSyncDb::change_set_receiver`]).
     pub fn without_network(mut self) -> Self {
@@ -327,6 +340,11 @@ impl WaveSyncDbBuilder {
 }
 
 impl WaveSyncDb {
+    /// A fresh random group secret, for [`WaveSyncDbBuilder::group_secret`].
+    pub fn generate_secret() -> GroupSecret {
+        GroupSecret::generate()
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.shared.node_id
@@ -387,6 +405,8 @@ impl WaveSyncDb {
                 connected: state.connected,
                 heads: state.heads.clone(),
                 behind: 0,
+                rejected_messages: state.rejected,
+                banned: state.banned_until.is_some(),
             })
             .collect()
     }

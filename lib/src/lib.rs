@@ -19,6 +19,7 @@ mod engine;
 mod log;
 mod metrics;
 mod notify;
+mod secret;
 mod status;
 mod transaction;
 
@@ -32,6 +33,7 @@ pub use notify::{ChangeNotification, ChangeSource, ChangeSubscription, Lagged, R
 pub use protocol::{ChangeSet, SyncOperation, WriteKind};
 pub use schema::builder::SchemaBuilder;
 pub use schema::{ColumnMeta, TableMeta, ValueKind};
+pub use secret::{GroupSecret, SecretError};
 pub use status::{PeerInfo, SyncStatus};
 pub use transaction::{ResultStream, WaveSyncTransaction};
 pub use value::CellValue;

@@ -21,6 +21,10 @@ pub struct PeerInfo {
     pub heads: Vec<(NodeId, u64)>,
     /// How many of those transactions this node lacks (filled by `sync_status`).
     pub behind: u64,
+    /// Invalid messages received from this peer.
+    pub rejected_messages: u64,
+    /// Whether the peer is refused for now, after too many invalid messages.
+    pub banned: bool,
 }
 
 /// Where this node stands in its group.

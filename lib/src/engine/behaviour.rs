@@ -10,7 +10,7 @@ use crate::protocol::{Request, Response};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, gossipsub, mdns, request_response};
+use libp2p::{StreamProtocol, allow_block_list, gossipsub, mdns, request_response};
 use std::io;
 
 /// The catch-up protocol id; the version is part of it.
@@ -19,6 +19,8 @@ pub(crate) const CATCH_UP_PROTOCOL: StreamProtocol = StreamProtocol::new("/waves
 /// The protocols of a WaveSyncDB node.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Peers refused for a while after sending too many invalid messages.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub gossipsub: gossipsub::Behaviour,
     pub catch_up: request_response::Behaviour<CatchUpCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,

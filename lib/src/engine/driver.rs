@@ -17,6 +17,7 @@ use crate::protocol::{
     ChangeSet, Gossip, GossipV1, Request, RequestV1, Response, ResponseV1, SyncOperation,
 };
 use libp2p::PeerId;
+use libp2p::gossipsub::MessageAcceptance;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -25,6 +26,11 @@ use std::time::{Duration, Instant};
 const MAX_PARTIAL_SETS: usize = 64;
 /// How long the parts of a transaction may take to arrive before catch-up takes over.
 const PARTIAL_SET_TIMEOUT: Duration = Duration::from_secs(60);
+/// A peer that sends this many invalid messages within [`STRIKE_WINDOW`] is banned.
+const STRIKES_TO_BAN: usize = 10;
+const STRIKE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a banned peer is refused.
+const BAN_DURATION: Duration = Duration::from_secs(300);
 
 enum Pending {
     Heads,
@@ -57,6 +63,8 @@ pub(crate) struct Driver {
     pending: HashMap<u64, Pending>,
     pulls: HashMap<NodeId, Pull>,
     partial: HashMap<(NodeId, u64), PartialSet>,
+    /// Recent invalid messages per peer.
+    strikes: HashMap<PeerId, Vec<Instant>>,
 }
 
 impl Driver {
@@ -81,6 +89,7 @@ impl Driver {
             pending: HashMap::new(),
             pulls: HashMap::new(),
             partial: HashMap::new(),
+            strikes: HashMap::new(),
         }
     }
 
@@ -186,14 +195,48 @@ impl Driver {
         }
     }
 
-    async fn on_gossip(&mut self, author: Option<PeerId>, via: PeerId, data: Vec<u8>) {
+    /// Counts an invalid message against `peer` under `reason`; bans it after too many.
+    async fn strike(&mut self, peer: PeerId, reason: &'static str) {
+        self.shared.metrics.rejected(reason);
+        self.strike_without_metric(peer).await;
+    }
+
+    /// Like [`Driver::strike`], for a rejection already counted by reason.
+    async fn strike_without_metric(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        let strikes = self.strikes.entry(peer).or_default();
+        strikes.retain(|at| now.duration_since(*at) < STRIKE_WINDOW);
+        strikes.push(now);
+        let ban = strikes.len() >= STRIKES_TO_BAN;
+        {
+            let mut status = self.status();
+            let state = status.peers.entry(peer).or_default();
+            state.rejected += 1;
+            if ban {
+                state.banned_until = Some(now + BAN_DURATION);
+            }
+        }
+        if ban {
+            self.strikes.remove(&peer);
+            self.pulls.retain(|_, pull| pull.peer != peer);
+            self.command(Command::Ban(peer)).await;
+        }
+    }
+
+    /// Validates and applies one gossip message; says whether gossipsub may forward it.
+    async fn on_gossip(
+        &mut self,
+        author: Option<PeerId>,
+        via: PeerId,
+        data: Vec<u8>,
+    ) -> MessageAcceptance {
         self.shared.metrics.gossip_received();
         let message = match decode_gossip(&data, self.config.max_message_bytes) {
             Ok(message) => message,
             Err(err) => {
-                self.shared.metrics.rejected("malformed");
-                tracing::debug!(%via, %err, "dropped a malformed gossip message");
-                return;
+                tracing::debug!(%via, %err, "rejected a malformed gossip message");
+                self.strike(via, "malformed").await;
+                return MessageAcceptance::Reject;
             }
         };
         let change_set = match message {
@@ -204,39 +247,61 @@ impl Driver {
                 index,
                 count,
                 operations,
-            }) => match self.add_part(origin, seq, index, count, operations) {
-                Some(change_set) => change_set,
-                None => return,
-            },
+            }) => {
+                match self.add_part(origin, seq, index, count, operations) {
+                    Ok(Some(change_set)) => change_set,
+                    // A well-formed part travels on; the whole is checked when complete.
+                    Ok(None) => return MessageAcceptance::Accept,
+                    Err(()) => {
+                        self.strike(via, "malformed").await;
+                        return MessageAcceptance::Reject;
+                    }
+                }
+            }
         };
         // Live changes are signed by their author; a peer cannot pass off its writes as
         // another node's (relayed history comes through catch-up instead).
-        if let Some(author) = author
-            && NodeId::from_peer_id_bytes(&author.to_bytes()) != change_set.origin
-        {
-            self.shared.metrics.rejected("forged_origin");
-            tracing::warn!(%author, "dropped a change set whose origin is not its author");
-            return;
+        if author.is_none_or(|author| {
+            NodeId::from_peer_id_bytes(&author.to_bytes()) != change_set.origin
+        }) {
+            tracing::warn!(
+                ?author,
+                "rejected a change set whose origin is not its signed author"
+            );
+            self.strike(via, "forged_origin").await;
+            return MessageAcceptance::Reject;
         }
         let head = match log::head(&self.shared.conn, change_set.origin).await {
             Ok(head) => head,
             Err(err) => {
                 tracing::warn!(%err, "reading heads");
-                return;
+                return MessageAcceptance::Ignore;
             }
         };
         if change_set.seq <= head {
-            return; // Applied already: a duplicate or a replay changes nothing.
+            // Applied already: a duplicate or a replay changes nothing, and goes no further.
+            return MessageAcceptance::Ignore;
         }
         let gap = change_set.seq > head + 1;
         let (origin, seq) = (change_set.origin, change_set.seq);
-        if let Err(err) = crate::apply::apply_remote(&self.shared, change_set).await {
-            tracing::warn!(%origin, seq, %err, "could not apply a live change set");
-        }
+        let acceptance = match crate::apply::apply_remote(&self.shared, change_set).await {
+            Ok(_) => MessageAcceptance::Accept,
+            Err(crate::Error::Rejected(reason)) => {
+                tracing::warn!(%origin, seq, %via, %reason, "rejected a live change set");
+                // Counted by reason in `apply_remote`; here it counts against the peer.
+                self.strike_without_metric(via).await;
+                return MessageAcceptance::Reject;
+            }
+            Err(err) => {
+                tracing::warn!(%origin, seq, %err, "could not apply a live change set");
+                MessageAcceptance::Ignore
+            }
+        };
         if gap {
             // A transaction of this origin went missing: ask the forwarder what it has.
             self.ask_heads(via).await;
         }
+        acceptance
     }
 
     fn add_part(
@@ -246,11 +311,10 @@ impl Driver {
         index: u32,
         count: u32,
         operations: Vec<SyncOperation>,
-    ) -> Option<ChangeSet> {
-        let count_usize = usize::try_from(count).ok()?;
+    ) -> Result<Option<ChangeSet>, ()> {
+        let count_usize = usize::try_from(count).map_err(drop)?;
         if index >= count || count_usize > 1 << 16 {
-            self.shared.metrics.rejected("malformed");
-            return None;
+            return Err(());
         }
         if !self.partial.contains_key(&(origin, seq)) && self.partial.len() >= MAX_PARTIAL_SETS {
             // Evict the oldest; catch-up will bring that transaction whole.
@@ -271,19 +335,20 @@ impl Driver {
                 parts: vec![None; count_usize],
             });
         if entry.parts.len() != count_usize {
-            self.shared.metrics.rejected("malformed");
-            return None;
+            return Err(());
         }
-        entry.parts[usize::try_from(index).ok()?] = Some(operations);
+        entry.parts[usize::try_from(index).map_err(drop)?] = Some(operations);
         if entry.parts.iter().any(Option::is_none) {
-            return None;
+            return Ok(None);
         }
-        let parts = self.partial.remove(&(origin, seq))?.parts;
-        Some(ChangeSet {
+        let Some(partial) = self.partial.remove(&(origin, seq)) else {
+            return Ok(None);
+        };
+        Ok(Some(ChangeSet {
             origin,
             seq,
-            operations: parts.into_iter().flatten().flatten().collect(),
-        })
+            operations: partial.parts.into_iter().flatten().flatten().collect(),
+        }))
     }
 
     // ---- catch-up: asking ----
@@ -301,6 +366,20 @@ impl Driver {
     async fn on_tick(&mut self) {
         self.partial
             .retain(|_, p| p.started.elapsed() < PARTIAL_SET_TIMEOUT);
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .status()
+            .peers
+            .iter_mut()
+            .filter(|(_, state)| state.banned_until.is_some_and(|until| until <= now))
+            .map(|(peer, state)| {
+                state.banned_until = None;
+                *peer
+            })
+            .collect();
+        for peer in expired {
+            self.command(Command::Unban(peer)).await;
+        }
         let connected: Vec<PeerId> = self
             .status()
             .peers
@@ -376,8 +455,11 @@ impl Driver {
         for set in sets {
             let seq = set.seq;
             if let Err(err) = crate::apply::apply_remote(&self.shared, set).await {
-                tracing::warn!(%origin, seq, %err, "catch-up stopped: a transaction could not be applied");
+                tracing::warn!(%origin, seq, %peer, %err, "catch-up stopped: a transaction could not be applied");
                 self.pulls.remove(&origin);
+                if matches!(err, crate::Error::Rejected(_)) {
+                    self.strike_without_metric(peer).await;
+                }
                 return;
             }
         }
@@ -471,7 +553,20 @@ impl Driver {
                 self.status().peers.entry(peer).or_default().connected = false;
                 self.pulls.retain(|_, pull| pull.peer != peer);
             }
-            NetEvent::Gossip { author, via, data } => self.on_gossip(author, via, data).await,
+            NetEvent::Gossip {
+                author,
+                via,
+                message_id,
+                data,
+            } => {
+                let acceptance = self.on_gossip(author, via, data).await;
+                self.command(Command::Validate {
+                    message_id,
+                    via,
+                    acceptance,
+                })
+                .await;
+            }
             NetEvent::Request { peer, id, request } => self.serve(peer, id, request).await,
             NetEvent::Response {
                 peer,

@@ -9,6 +9,7 @@
 use super::behaviour::{Behaviour, BehaviourEvent, CATCH_UP_PROTOCOL, CatchUpCodec};
 use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
 use futures::StreamExt;
+use libp2p::Transport as _;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Swarm, gossipsub, mdns, noise, request_response, tcp, yamux};
 use std::collections::HashMap;
@@ -37,51 +38,90 @@ fn build_swarm(
         max_request_bytes: 64 << 10,
         max_response_bytes: config.page_bytes * 2 + (1 << 20),
     };
-    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| format!("TCP transport: {e}"))?;
-    #[cfg(feature = "quic")]
-    let builder = builder.with_quic();
-    let swarm = builder
-        .with_behaviour(|key| {
-            let gossipsub_config = gossipsub::ConfigBuilder::default()
-                .max_transmit_size(config.max_message_bytes + (64 << 10))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .heartbeat_interval(Duration::from_millis(500))
-                .build()
-                .map_err(|e| e.to_string())?;
-            let gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub_config,
-            )?;
-            let catch_up = request_response::Behaviour::with_codec(
-                codec,
-                [(CATCH_UP_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(config.request_timeout),
-            );
-            let mdns = if config.mdns {
-                Some(mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
-                    key.public().to_peer_id(),
-                )?)
-            } else {
-                None
-            };
-            Ok(Behaviour {
-                gossipsub,
-                catch_up,
-                mdns: mdns.into(),
-            })
-        })
-        .map_err(|e| format!("network behaviour: {e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
-    Ok(swarm)
+    let swarm_config =
+        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
+    match &config.secret {
+        None => {
+            let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
+                .with_tokio()
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )
+                .map_err(|e| format!("TCP transport: {e}"))?;
+            #[cfg(feature = "quic")]
+            let builder = builder.with_quic();
+            Ok(builder
+                .with_behaviour(|key| behaviour(key, config, codec))
+                .map_err(|e| format!("network behaviour: {e}"))?
+                .with_swarm_config(swarm_config)
+                .build())
+        }
+        Some(secret) => {
+            // Private group: the pre-shared-key handshake comes first on every TCP
+            // connection, before noise. QUIC has no PSK support, so it stays off.
+            let psk = secret.pre_shared_key();
+            Ok(libp2p::SwarmBuilder::with_existing_identity(keypair)
+                .with_tokio()
+                .with_other_transport(|key| {
+                    let noise = noise::Config::new(key)?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .and_then(move |socket, _| {
+                                libp2p::pnet::PnetConfig::new(psk).handshake(socket)
+                            })
+                            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                            .authenticate(noise)
+                            .multiplex(yamux::Config::default())
+                            .timeout(Duration::from_secs(20)),
+                    )
+                })
+                .map_err(|e| format!("private TCP transport: {e}"))?
+                .with_behaviour(|key| behaviour(key, config, codec))
+                .map_err(|e| format!("network behaviour: {e}"))?
+                .with_swarm_config(swarm_config)
+                .build())
+        }
+    }
+}
+
+fn behaviour(
+    key: &libp2p::identity::Keypair,
+    config: &NetworkConfig,
+    codec: CatchUpCodec,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let gossipsub_config = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(config.max_message_bytes + (64 << 10))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        // We validate before gossipsub forwards: an invalid message goes no further.
+        .validate_messages()
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossipsub_config,
+    )?;
+    let catch_up = request_response::Behaviour::with_codec(
+        codec,
+        [(CATCH_UP_PROTOCOL, request_response::ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(config.request_timeout),
+    );
+    let mdns = if config.mdns {
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            key.public().to_peer_id(),
+        )?)
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        blocked: Default::default(),
+        gossipsub,
+        catch_up,
+        mdns: mdns.into(),
+    })
 }
 
 impl EventLoop {
@@ -201,6 +241,23 @@ impl EventLoop {
                     tracing::debug!("peer left before its catch-up response was sent");
                 }
             }
+            Command::Validate {
+                message_id,
+                via,
+                acceptance,
+            } => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &via, acceptance);
+            }
+            Command::Ban(peer) => {
+                tracing::warn!(%peer, "refusing a peer that sent too many invalid messages");
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            Command::Unban(peer) => {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
             Command::Dial(address) => {
                 if let Err(err) = self.swarm.dial(address.clone()) {
                     tracing::warn!(%address, %err, "cannot dial peer");
@@ -243,11 +300,12 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
+                message_id,
                 message,
-                ..
             })) => Some(NetEvent::Gossip {
                 author: message.source,
                 via: propagation_source,
+                message_id,
                 data: message.data,
             }),
             SwarmEvent::Behaviour(BehaviourEvent::CatchUp(event)) => self.on_catch_up(event),

@@ -42,6 +42,7 @@ pub(crate) struct NetworkConfig {
     pub page_entries: u64,
     pub page_bytes: usize,
     pub request_timeout: Duration,
+    pub secret: Option<crate::secret::GroupSecret>,
 }
 
 impl NetworkConfig {
@@ -60,6 +61,7 @@ impl NetworkConfig {
             page_entries: 5_000,
             page_bytes: 4 << 20,
             request_timeout: Duration::from_secs(30),
+            secret: None,
         }
     }
 }
@@ -79,6 +81,16 @@ pub(crate) enum Command {
     Respond { id: u64, response: Response },
     /// Connect to an address.
     Dial(Multiaddr),
+    /// Tell gossipsub whether to forward a received message (and whom to blame).
+    Validate {
+        message_id: libp2p::gossipsub::MessageId,
+        via: PeerId,
+        acceptance: libp2p::gossipsub::MessageAcceptance,
+    },
+    /// Disconnect a peer and refuse it until [`Command::Unban`].
+    Ban(PeerId),
+    /// Accept a banned peer again.
+    Unban(PeerId),
 }
 
 /// From the event loop to the driver.
@@ -90,6 +102,7 @@ pub(crate) enum NetEvent {
     Gossip {
         author: Option<PeerId>,
         via: PeerId,
+        message_id: libp2p::gossipsub::MessageId,
         data: Vec<u8>,
     },
     /// An inbound catch-up request to answer with [`Command::Respond`].
@@ -116,6 +129,10 @@ pub(crate) enum NetEvent {
 pub(crate) struct PeerState {
     pub connected: bool,
     pub heads: Vec<(NodeId, u64)>,
+    /// Invalid messages received from this peer.
+    pub rejected: u64,
+    /// Refused until then, after too many invalid messages.
+    pub banned_until: Option<std::time::Instant>,
 }
 
 /// What the engine knows, for `peers()` and `sync_status()`.
@@ -190,6 +207,16 @@ pub(crate) async fn start(
         Arc::clone(&status),
         stop_rx.clone(),
     );
+    match &config.secret {
+        Some(secret) => {
+            tracing::info!(fingerprint = %secret.fingerprint(), "private group: only peers with the group secret can connect")
+        }
+        None => tracing::warn!(
+            topic = %config.topic,
+            "open group: any peer that knows the topic can read and write the synced tables; \
+             set a group secret (WaveSyncDbBuilder::group_secret) to make the group private"
+        ),
+    }
     let loop_status = Arc::clone(&status);
     let span = tracing::info_span!("wavesync_engine", %peer_id, node_id = %shared.node_id);
     std::thread::Builder::new()

@@ -441,6 +441,16 @@ impl WaveSyncDb {
         }
     }
 
+    /// Publishes raw bytes on the group topic, signed by this node: for WaveSyncDB's own
+    /// tests of hostile input. Not a stable API.
+    #[doc(hidden)]
+    pub async fn publish_raw(&self, bytes: Vec<u8>) -> Result<(), Error> {
+        match &self.engine {
+            Some(engine) => engine.publish_raw(bytes).await,
+            None => Err(Error::Db(DbErr::Custom("no network engine".into()))),
+        }
+    }
+
     /// Stops the network engine and waits for it. The database stays usable; changes
     /// made afterwards stay in the log and reach peers after the next start. Dropping
     /// the last handle stops the engine too, without waiting.

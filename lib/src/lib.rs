@@ -21,6 +21,8 @@ mod metrics;
 mod notify;
 mod secret;
 mod status;
+#[doc(hidden)]
+pub mod testing;
 mod transaction;
 
 pub use clock::{ClockDrift, Hlc, NodeId};

@@ -164,6 +164,14 @@ impl EngineHandle {
             .map_err(|_| stopped_error())
     }
 
+    /// Publishes raw bytes on the group topic (for tests of hostile input).
+    pub(crate) async fn publish_raw(&self, bytes: Vec<u8>) -> Result<(), Error> {
+        self.commands
+            .send(Command::Publish(bytes))
+            .await
+            .map_err(|_| stopped_error())
+    }
+
     /// Stops the engine and waits until its thread has finished.
     pub(crate) async fn shutdown(&self) {
         self.stop.close();

@@ -21,3 +21,57 @@ pub fn decode_any(bytes: &[u8]) -> usize {
         + usize::from(codec::decode_request(bytes, max).is_ok())
         + usize::from(codec::decode_response(bytes, max).is_ok())
 }
+
+/// A database without network, with one synced table `t` (`id` TEXT key, `n` INTEGER NOT
+/// NULL, `note` TEXT, `data` BLOB, `r` REAL), into which arbitrary gossip bytes are fed
+/// exactly as the engine feeds received messages: decode, validate, merge, apply.
+pub struct ApplyHarness {
+    db: crate::WaveSyncDb,
+}
+
+impl ApplyHarness {
+    /// Opens the in-memory database and registers `t`.
+    pub fn new() -> Result<ApplyHarness, crate::Error> {
+        use crate::schema::{ColumnMeta, TableMeta, ValueKind};
+        use sea_orm::ConnectionTrait;
+        futures::executor::block_on(async {
+            let db = crate::WaveSyncDbBuilder::new("sqlite::memory:", "fuzz")
+                .without_network()
+                .build()
+                .await?;
+            db.shared
+                .conn
+                .execute_unprepared(
+                    "CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL, \
+                     note TEXT, data BLOB, r REAL NOT NULL)",
+                )
+                .await?;
+            let column = |name: &str, kind, nullable| ColumnMeta { name: name.into(), kind, nullable };
+            let meta = TableMeta::new(
+                "t",
+                vec!["id".into()],
+                vec![
+                    column("id", ValueKind::Text, false),
+                    column("n", ValueKind::Integer, false),
+                    column("note", ValueKind::Text, true),
+                    column("data", ValueKind::Blob, true),
+                    column("r", ValueKind::Real, false),
+                ],
+            )?;
+            db.shared
+                .registry
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert_synced(meta);
+            Ok(ApplyHarness { db })
+        })
+    }
+
+    /// Feeds `bytes` as a received gossip message; `true` if it was applied.
+    pub fn apply_gossip(&self, bytes: &[u8]) -> bool {
+        let Ok(Gossip::V1(GossipV1::ChangeSet(change_set))) = codec::decode_gossip(bytes, 1 << 20) else {
+            return false;
+        };
+        futures::executor::block_on(self.db.apply_remote(change_set)).is_ok()
+    }
+}

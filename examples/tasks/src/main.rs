@@ -51,6 +51,10 @@ struct Cli {
     /// Do not discover peers on the LAN by mDNS.
     #[arg(long)]
     no_mdns: bool,
+    /// The group secret (64 hex digits, from `tasks secret`): only peers with it can
+    /// connect. Also read from the WAVESYNC_SECRET environment variable.
+    #[arg(long, env = "WAVESYNC_SECRET", hide_env_values = true)]
+    secret: Option<wavesyncdb::GroupSecret>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +79,8 @@ enum Command {
     Watch,
     /// Start two peers as two processes on loopback and show them converge.
     Demo,
+    /// Print a fresh group secret to share with the other members.
+    Secret,
 }
 
 async fn open(cli: &Cli) -> Result<WaveSyncDb, wavesyncdb::Error> {
@@ -89,6 +95,9 @@ async fn open(cli: &Cli) -> Result<WaveSyncDb, wavesyncdb::Error> {
     }
     for address in &cli.peer {
         builder = builder.bootstrap(address.clone());
+    }
+    if let Some(secret) = &cli.secret {
+        builder = builder.group_secret(secret.clone());
     }
     let db = builder.build().await?;
     db.schema().register::<task::Entity>().sync().await?;
@@ -261,8 +270,18 @@ async fn watch(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Demo) {
-        return demo::run();
+    match cli.command {
+        Command::Demo => return demo::run(),
+        Command::Secret => {
+            let secret = WaveSyncDb::generate_secret();
+            println!("{}", secret.to_hex());
+            eprintln!(
+                "fingerprint {}; give the secret to every member (e.g. WAVESYNC_SECRET=...) over a channel you trust",
+                secret.fingerprint()
+            );
+            return Ok(());
+        }
+        _ => {}
     }
     smol::block_on(async {
         let db = open(&cli).await?;
@@ -291,7 +310,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 print_tasks(&db).await?;
             }
             Command::Watch => watch(&db).await?,
-            Command::Demo => {}
+            Command::Demo | Command::Secret => {}
         }
         db.shutdown().await;
         Ok(())

@@ -17,8 +17,12 @@ mod apply;
 mod connection;
 mod log;
 mod metrics;
+mod migrate;
 mod notify;
 mod transaction;
+
+#[doc(hidden)]
+pub mod __private;
 
 pub use clock::{ClockDrift, Hlc, NodeId};
 pub use connection::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDb, WaveSyncDbBuilder};

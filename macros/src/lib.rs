@@ -16,7 +16,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// the same module. The entity is synced; with `#[sync_entity(local)]` it is registered
 /// with `register_local` (its table is created and migrated, its rows stay on this peer).
 ///
-/// ```ignore
+/// ```no_run
 /// use sea_orm::entity::prelude::*;
 /// use wavesyncdb_derive::SyncEntity;
 ///

@@ -44,7 +44,6 @@ fn main() -> Result<(), DbErr> {
             id: Set("1".into()),
             title: Set("Buy milk".into()),
             completed: Set(false),
-            ..Default::default()
         };
         task.insert(&db).await?;
 

@@ -114,7 +114,11 @@ async fn open(dir: &tempfile::TempDir) -> WaveSyncDb {
         .expect("open database")
 }
 
-async fn open_discovered() -> (tempfile::TempDir, WaveSyncDb, async_channel::Receiver<wavesyncdb::ChangeSet>) {
+async fn open_discovered() -> (
+    tempfile::TempDir,
+    WaveSyncDb,
+    async_channel::Receiver<wavesyncdb::ChangeSet>,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = open(&dir).await;
     let change_sets = db.change_set_receiver();
@@ -254,5 +258,8 @@ fn a_table_without_a_primary_key_is_refused_and_names_the_fix() {
     .unwrap_err();
     assert!(matches!(err, Error::NoPrimaryKey { .. }), "{err}");
     let message = err.to_string();
-    assert!(message.contains("primary_key") && message.contains("register_local"), "{message}");
+    assert!(
+        message.contains("primary_key") && message.contains("register_local"),
+        "{message}"
+    );
 }

@@ -122,7 +122,10 @@ mod pref_v2_no_default {
 
 /// A database on a temp file with the notes table at version 1 (and `common`'s tasks).
 async fn open_v1(dir: &tempfile::TempDir) -> WaveSyncDb {
-    let db = WaveSyncDbBuilder::new(url(dir), "test-topic").build().await.unwrap();
+    let db = WaveSyncDbBuilder::new(url(dir), "test-topic")
+        .build()
+        .await
+        .unwrap();
     db.schema()
         .register::<task::Entity>()
         .register::<note_v1::Entity>()
@@ -133,11 +136,18 @@ async fn open_v1(dir: &tempfile::TempDir) -> WaveSyncDb {
 }
 
 async fn notes_v2(db: &WaveSyncDb) -> Vec<note_v2::Model> {
-    note_v2::Entity::find().order_by_asc(note_v2::Column::Id).all(db).await.unwrap()
+    note_v2::Entity::find()
+        .order_by_asc(note_v2::Column::Id)
+        .all(db)
+        .await
+        .unwrap()
 }
 
 fn note(id: &str, body: &str) -> note_v1::ActiveModel {
-    note_v1::ActiveModel { id: Set(id.into()), body: Set(body.into()) }
+    note_v1::ActiveModel {
+        id: Set(id.into()),
+        body: Set(body.into()),
+    }
 }
 
 fn drain(receiver: &async_channel::Receiver<ChangeSet>) -> Vec<ChangeSet> {

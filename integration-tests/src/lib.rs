@@ -3,9 +3,10 @@
 pub mod task {
     //! A synced task list.
     use sea_orm::entity::prelude::*;
+    use wavesyncdb_derive::SyncEntity;
 
     /// One task.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, SyncEntity)]
     #[sea_orm(table_name = "tasks")]
     pub struct Model {
         /// Application-chosen key.

@@ -1,22 +1,33 @@
 //! Applying a peer's change set: validate, merge, write, notify.
 //!
-//! Owns the inbound path. Every name and value is admitted against the registry first
-//! (`schema`), timestamps against the clock's drift bound; one bad operation rejects the
-//! whole change set, which is counted and changes nothing. Then, in one IMMEDIATE database
-//! transaction: the winning cell versions (`merge`) go to the log, each touched row is
-//! rewritten from its versions, the origin's head advances if the set is the next one
-//! expected, and the clock is persisted. Notifications follow the commit.
+//! Owns the inbound path. In one IMMEDIATE database transaction (so `SchemaBuilder::sync`
+//! cannot change the schema between admission and write): every name and value is
+//! admitted against the registry (`schema`), timestamps against the clock's drift bound;
+//! one bad operation rejects the whole change set, which is counted and changes nothing.
+//! Then the winning cell versions (`merge`) go to the log, each touched row is rewritten
+//! from its versions, the origin's head advances if the set is the next one expected, and
+//! the clock is persisted. Notifications follow the commit.
+//!
+//! Peers on different schema versions lose nothing and raise no error storm:
+//! - an operation on a table this peer does not sync (unregistered or `register_local`)
+//!   is skipped and counted (`unknown_table`); the rest of the set applies;
+//! - a value for a column this synced table does not have (yet) is stored in the log as a
+//!   cell version, takes part in last-writer-wins, and is not written to the table; the
+//!   table's name goes to `migrate`'s pending list, and when `sync` adds the column the
+//!   rows are rewritten from their versions.
 //!
 //! It must never build SQL from a name as received: only registered names are quoted in.
+//! Unknown column names only ever reach the log as bound parameters.
 
 use crate::clock::NodeId;
 use crate::connection::{Shared, notifications};
 use crate::error::{Error, RejectReason};
 use crate::log::{self, LogEntry};
 use crate::merge::{CellVersion, RowState, row_state, winners, written_cells};
+use crate::migrate;
 use crate::notify::ChangeSource;
 use crate::protocol::{ChangeSet, SyncOperation};
-use crate::schema::TableMeta;
+use crate::schema::{ROW_EXISTS_COLUMN, TableMeta};
 use crate::value::{CellValue, encode_key};
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode, Statement,
@@ -26,9 +37,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 
 /// An operation whose names and values passed admission, spelled as registered here.
+/// Its values may include columns this peer does not have yet, named in `unknown_columns`.
 struct Admitted {
     meta: Arc<TableMeta>,
     op: SyncOperation,
+    unknown_columns: Vec<String>,
+}
+
+/// The operations of a change set to apply, and how many were skipped because this peer
+/// does not sync their table.
+struct Admission {
+    admitted: Vec<Admitted>,
+    skipped: usize,
 }
 
 pub(crate) async fn apply_remote(shared: &Shared, change_set: ChangeSet) -> Result<usize, Error> {
@@ -36,15 +56,6 @@ pub(crate) async fn apply_remote(shared: &Shared, change_set: ChangeSet) -> Resu
         // Our own change coming back (e.g. relayed by a peer): we have it already.
         return Ok(0);
     }
-    let admitted = match admit_all(shared, &change_set) {
-        Ok(admitted) => admitted,
-        Err(reason) => {
-            shared.metrics.rejected(reason.code());
-            tracing::warn!(origin = %change_set.origin, seq = change_set.seq, %reason, "rejected remote change set");
-            return Err(reason.into());
-        }
-    };
-    let ChangeSet { origin, seq, .. } = change_set;
     let txn = shared
         .conn
         .begin_with_options(TransactionOptions {
@@ -52,6 +63,18 @@ pub(crate) async fn apply_remote(shared: &Shared, change_set: ChangeSet) -> Resu
             ..Default::default()
         })
         .await?;
+    let Admission { admitted, skipped } = match admit_all(shared, &change_set) {
+        Ok(admission) => admission,
+        Err(reason) => {
+            shared.metrics.rejected(reason.code());
+            tracing::warn!(origin = %change_set.origin, seq = change_set.seq, %reason, "rejected remote change set");
+            return Err(reason.into());
+        }
+    };
+    for _ in 0..skipped {
+        shared.metrics.rejected("unknown_table");
+    }
+    let ChangeSet { origin, seq, .. } = change_set;
     let changed = merge_and_write(&txn, admitted, origin, seq).await?;
     if seq == log::head(&txn, origin).await? + 1 {
         log::set_head(&txn, origin, seq).await?;
@@ -74,27 +97,32 @@ pub(crate) async fn apply_remote(shared: &Shared, change_set: ChangeSet) -> Resu
     Ok(rows)
 }
 
-/// Admits every operation, or names the first reason to reject the set.
-fn admit_all(shared: &Shared, change_set: &ChangeSet) -> Result<Vec<Admitted>, RejectReason> {
+/// Admits every operation on a synced table and skips the others, or names the first
+/// reason to reject the set.
+fn admit_all(shared: &Shared, change_set: &ChangeSet) -> Result<Admission, RejectReason> {
     let registry = shared
         .registry
         .read()
         .unwrap_or_else(PoisonError::into_inner);
     let mut admitted = Vec::with_capacity(change_set.operations.len());
+    let mut skipped = 0;
     for op in &change_set.operations {
         if op.hlc.node != change_set.origin {
             return Err(RejectReason::ForeignStamp);
         }
-        let meta = registry
-            .synced(&op.table)
-            .ok_or_else(|| RejectReason::UnknownTable {
-                table: op.table.clone(),
-            })?;
-        admitted.push(admit(&meta, op)?);
+        match registry.synced(&op.table) {
+            Some(meta) => admitted.push(admit(&meta, op)?),
+            None => {
+                tracing::debug!(table = %op.table, "skipping a remote change to a table this peer does not sync");
+                skipped += 1;
+            }
+        }
     }
     drop(registry);
-    shared.observe(admitted.iter().map(|a| a.op.hlc))?;
-    Ok(admitted)
+    // Skipped operations' timestamps are checked too: a clock too far ahead is refused
+    // whatever table it stamps.
+    shared.observe(change_set.operations.iter().map(|op| op.hlc))?;
+    Ok(Admission { admitted, skipped })
 }
 
 fn admit(meta: &Arc<TableMeta>, op: &SyncOperation) -> Result<Admitted, RejectReason> {
@@ -116,8 +144,22 @@ fn admit(meta: &Arc<TableMeta>, op: &SyncOperation) -> Result<Admitted, RejectRe
         primary_key.push((column.name.clone(), value));
     }
     let mut values = Vec::with_capacity(op.values.len());
+    let mut unknown_columns = Vec::new();
     if op.kind != crate::WriteKind::Delete {
         for (name, value) in &op.values {
+            if meta.column(name).is_none() {
+                // A column of a newer schema: kept (as received) until ours has it. The
+                // name of the row-existence cell is never a column.
+                if name == ROW_EXISTS_COLUMN {
+                    return Err(RejectReason::UnknownColumn {
+                        table: meta.name.clone(),
+                        column: name.clone(),
+                    });
+                }
+                unknown_columns.push(name.clone());
+                values.push((name.clone(), value.clone()));
+                continue;
+            }
             let (column, value) = meta.admit(name, value.clone())?;
             if meta.is_key(&column.name) {
                 return Err(missing_key());
@@ -134,6 +176,7 @@ fn admit(meta: &Arc<TableMeta>, op: &SyncOperation) -> Result<Admitted, RejectRe
             primary_key,
             values,
         },
+        unknown_columns,
     })
 }
 
@@ -159,7 +202,13 @@ async fn merge_and_write(
     let mut touched_keys: HashSet<(String, Vec<u8>)> = HashSet::new();
     let mut entries = Vec::new();
     let mut changed = Vec::new();
-    for Admitted { meta, op } in admitted {
+    let mut pending: HashMap<String, Vec<String>> = HashMap::new();
+    for Admitted {
+        meta,
+        op,
+        unknown_columns,
+    } in admitted
+    {
         let key_values: Vec<CellValue> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
         let key = encode_key(&key_values);
         let slot = (meta.name.clone(), key.clone());
@@ -173,6 +222,12 @@ async fn merge_and_write(
             continue;
         }
         for (column, version) in won {
+            if unknown_columns.contains(&column) {
+                let waiting = pending.entry(meta.name.clone()).or_default();
+                if !waiting.contains(&column) {
+                    waiting.push(column.clone());
+                }
+            }
             entries.push(LogEntry {
                 table: meta.name.clone(),
                 key: key.clone(),
@@ -193,6 +248,10 @@ async fn merge_and_write(
         changed.push(op);
     }
     log::store(txn, entries).await?;
+    for (table, columns) in &pending {
+        tracing::debug!(%table, ?columns, "keeping remote values for columns this peer lacks");
+        migrate::record_pending(txn, table, columns).await?;
+    }
     for row in touched {
         let held = &rows[&(row.meta.name.clone(), row.key)];
         write_row(txn, &row.meta, &row.primary_key, row_state(&row.meta, held)).await?;
@@ -205,8 +264,8 @@ fn quote(name: &str) -> String {
 }
 
 /// Makes the user table's row match its state.
-async fn write_row(
-    txn: &DatabaseTransaction,
+pub(crate) async fn write_row(
+    txn: &impl ConnectionTrait,
     meta: &TableMeta,
     primary_key: &[(String, CellValue)],
     state: RowState,

@@ -18,12 +18,16 @@ mod connection;
 mod engine;
 mod log;
 mod metrics;
+mod migrate;
 mod notify;
 mod secret;
 mod status;
 #[doc(hidden)]
 pub mod testing;
 mod transaction;
+
+#[doc(hidden)]
+pub mod __private;
 
 pub use clock::{ClockDrift, Hlc, NodeId};
 pub use connection::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDb, WaveSyncDbBuilder};

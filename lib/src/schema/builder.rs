@@ -1,29 +1,38 @@
-//! [`SchemaBuilder`]: register entities, create their tables, and tell the core what syncs.
+//! [`SchemaBuilder`]: register entities, create and migrate their tables, and tell the core
+//! what syncs.
 //!
-//! Owns the step from SeaORM entities to a live registry. It is glue: it creates missing
-//! tables through SeaORM's schema builder and then records each entity's [`TableMeta`] in
-//! the registry that capture and merge consult. Registration errors (a table that cannot be
+//! Owns the step from SeaORM entities to a live registry. It is glue: `sync` creates
+//! missing tables through SeaORM's schema builder, adds missing columns (additive
+//! migration, see [`crate::migrate`]), rewrites rows whose remote values waited for a new
+//! column, and records each entity's [`TableMeta`] in the registry that capture and merge
+//! consult, all in one database transaction. Registration errors (a table that cannot be
 //! synced) surface from [`SchemaBuilder::sync`], which then changes nothing.
+//!
+//! It never drops, renames or retypes a column: migration is additive only.
 
+use crate::__private::registrations_of;
 use crate::connection::WaveSyncDb;
 use crate::error::Error;
+use crate::migrate::{self, ColumnPlan, TablePlan};
 use crate::schema::TableMeta;
-use sea_orm::sea_query::TableCreateStatement;
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Schema};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn, Schema,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use std::sync::PoisonError;
 
-enum Mode {
+/// How a registered table takes part in sync.
+pub(crate) enum Mode {
     Synced(TableMeta),
-    Local(String),
-}
-
-struct Registration {
-    create: TableCreateStatement,
-    mode: Mode,
+    Local,
 }
 
 /// Registers entities with a [`WaveSyncDb`]: `.register::<E>()` for tables that sync,
 /// `.register_local::<E>()` for tables that stay on this peer, then `.sync().await`.
+///
+/// [`WaveSyncDb::get_schema_registry`] starts one with every entity of a crate that
+/// derives `SyncEntity`; [`WaveSyncDb::schema`] starts an empty one. Registering a table
+/// twice keeps the later registration.
 ///
 /// ```no_run
 /// # use sea_orm::entity::prelude::*;
@@ -48,33 +57,99 @@ struct Registration {
 #[must_use = "nothing is registered until `sync` is awaited"]
 pub struct SchemaBuilder<'a> {
     db: &'a WaveSyncDb,
-    registrations: Vec<Registration>,
+    tables: Vec<TablePlan>,
     error: Option<Error>,
+}
+
+impl std::fmt::Debug for SchemaBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaBuilder")
+            .field("tables", &self.table_names())
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaveSyncDb {
+    /// A [`SchemaBuilder`] with every entity of crate `crate_name` that derives
+    /// `wavesyncdb_derive::SyncEntity` already registered (synced, or local with
+    /// `#[sync_entity(local)]`). Pass your crate's name as
+    /// `module_path!().split("::").next().unwrap()`; entities of other crates linked into
+    /// the program are not included. More entities can be registered before `sync`.
+    pub fn get_schema_registry(&self, crate_name: &str) -> SchemaBuilder<'_> {
+        let registrations = registrations_of(crate_name);
+        if registrations.is_empty() {
+            tracing::warn!(
+                crate_name,
+                "no entity derives SyncEntity in this crate; is the crate name right?"
+            );
+        }
+        registrations
+            .into_iter()
+            .fold(self.schema(), |builder, registration| {
+                (registration.register)(builder)
+            })
+    }
 }
 
 impl<'a> SchemaBuilder<'a> {
     pub(crate) fn new(db: &'a WaveSyncDb) -> Self {
         SchemaBuilder {
             db,
-            registrations: Vec::new(),
+            tables: Vec::new(),
             error: None,
         }
     }
 
-    fn create_statement<E: EntityTrait>() -> TableCreateStatement {
-        let mut create = Schema::new(DbBackend::Sqlite).create_table_from_entity(E::default());
+    /// The tables registered so far, in registration order.
+    pub fn table_names(&self) -> Vec<&str> {
+        self.tables.iter().map(|t| t.table.as_str()).collect()
+    }
+
+    fn plan<E: EntityTrait>(mode: Mode) -> TablePlan {
+        let schema = Schema::new(DbBackend::Sqlite);
+        let entity = E::default();
+        let mut create = schema.create_table_from_entity(entity);
         create.if_not_exists();
-        create
+        let keys: Vec<String> = E::PrimaryKey::iter()
+            .map(|key| key.into_column().as_str().to_owned())
+            .collect();
+        let columns = E::Column::iter()
+            .map(|column| {
+                let def = column.def();
+                ColumnPlan {
+                    name: column.as_str().to_owned(),
+                    nullable: def.is_null(),
+                    has_default: def.get_column_default().is_some(),
+                    unique: def.is_unique(),
+                    key: keys.iter().any(|k| k == column.as_str()),
+                    def: schema.get_column_def::<E>(column),
+                }
+            })
+            .collect();
+        TablePlan {
+            table: entity.table_name().to_owned(),
+            create,
+            columns,
+            mode,
+        }
+    }
+
+    fn push(&mut self, plan: TablePlan) {
+        // A later registration of the same table replaces the earlier one, so an
+        // application can turn a discovered entity local, or register it again.
+        self.tables
+            .retain(|t| !t.table.eq_ignore_ascii_case(&plan.table));
+        self.tables.push(plan);
     }
 
     /// Registers entity `E` for sync: its writes are replicated and peers' changes to it
-    /// are applied here.
+    /// are applied here. An entity that cannot be synced (no primary key, an
+    /// auto-increment key, a column type that cannot be replicated) makes
+    /// [`sync`](Self::sync) fail with an error that names the fix.
     pub fn register<E: EntityTrait>(mut self) -> Self {
         match TableMeta::from_entity::<E>() {
-            Ok(meta) => self.registrations.push(Registration {
-                create: Self::create_statement::<E>(),
-                mode: Mode::Synced(meta),
-            }),
+            Ok(meta) => self.push(Self::plan::<E>(Mode::Synced(meta))),
             Err(err) => {
                 self.error.get_or_insert(err);
             }
@@ -82,38 +157,66 @@ impl<'a> SchemaBuilder<'a> {
         self
     }
 
-    /// Registers entity `E` as local: its table is created, but its rows are never sent
-    /// to peers and never accepted from them.
+    /// Registers entity `E` as local: its table is created and migrated, but its rows
+    /// are never sent to peers and never accepted from them.
     pub fn register_local<E: EntityTrait>(mut self) -> Self {
-        self.registrations.push(Registration {
-            create: Self::create_statement::<E>(),
-            mode: Mode::Local(E::default().table_name().to_owned()),
-        });
+        self.push(Self::plan::<E>(Mode::Local));
         self
     }
 
-    /// Creates the missing tables and starts syncing the registered ones.
+    /// Creates the missing tables, adds the missing columns, applies remote values that
+    /// waited for those columns, and starts syncing the registered tables, in one
+    /// database transaction: on error nothing changed.
+    ///
+    /// Migration is additive: a column the entity has and the table lacks is added with
+    /// `ALTER TABLE .. ADD COLUMN`; nothing is dropped or retyped. A new column of a synced
+    /// table must be nullable (`Option<T>`), because rows that peers still on the old
+    /// schema insert carry no value for it; a new column of a local table must be nullable
+    /// or have a `default_value` (SQLite cannot add a `NOT NULL` column without one). New
+    /// key or unique columns cannot be added by SQLite. Each of these is refused with an
+    /// error that says what to declare instead.
     pub async fn sync(self) -> Result<(), Error> {
         if let Some(err) = self.error {
             return Err(err);
         }
         let shared = &self.db.shared;
-        for registration in &self.registrations {
-            shared.conn.execute(&registration.create).await?;
+        let txn = shared
+            .conn
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        migrate::create_pending_table(&txn).await?;
+        for plan in &self.tables {
+            migrate::create_or_extend(&txn, plan).await?;
         }
-        let mut registry = shared
-            .registry
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        for registration in self.registrations {
-            match registration.mode {
-                Mode::Synced(meta) => {
-                    tracing::debug!(table = %meta.name, "syncing table");
-                    registry.insert_synced(meta);
+        for plan in &self.tables {
+            if let Mode::Synced(meta) = &plan.mode {
+                let skipped = migrate::apply_waiting_values(&txn, meta).await?;
+                for _ in 0..skipped {
+                    shared.metrics.rejected("wrong_type");
                 }
-                Mode::Local(table) => registry.insert_local(&table),
             }
         }
+        // The registry changes while this transaction still holds SQLite's write lock, so
+        // no remote change set is admitted against the old schema and written after it.
+        {
+            let mut registry = shared
+                .registry
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for plan in &self.tables {
+                match &plan.mode {
+                    Mode::Synced(meta) => {
+                        tracing::debug!(table = %meta.name, "syncing table");
+                        registry.insert_synced(meta.clone());
+                    }
+                    Mode::Local => registry.insert_local(&plan.table),
+                }
+            }
+        }
+        txn.commit().await?;
         Ok(())
     }
 }

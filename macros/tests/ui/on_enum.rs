@@ -1,0 +1,8 @@
+use wavesyncdb_derive::SyncEntity;
+
+#[derive(SyncEntity)]
+pub enum Model {
+    A,
+}
+
+fn main() {}

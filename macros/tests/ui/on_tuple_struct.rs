@@ -1,0 +1,6 @@
+use wavesyncdb_derive::SyncEntity;
+
+#[derive(SyncEntity)]
+pub struct Model(String);
+
+fn main() {}

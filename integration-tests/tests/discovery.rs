@@ -32,6 +32,7 @@ fn each_crate_gets_exactly_its_own_entities() {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}?mode=rwc", dir.path().join("app.db").display());
         let db = WaveSyncDbBuilder::new(url, "tests")
+            .without_network()
             .build()
             .await
             .expect("open");

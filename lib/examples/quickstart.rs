@@ -27,30 +27,35 @@ mod task {
 }
 
 fn main() -> Result<(), DbErr> {
-    smol::block_on(async {
-        // Build the connection.
-        let db = WaveSyncDbBuilder::new("sqlite:./app.db?mode=rwc", "my-app-topic")
-            .build()
-            .await?;
+    // No tokio needed: any executor works.
+    smol::block_on(quick_start(WaveSyncDbBuilder::new(
+        "sqlite:./app.db?mode=rwc",
+        "my-app-topic",
+    )))
+}
 
-        // Auto-discover entities annotated with #[derive(SyncEntity)]: creates missing
-        // tables, adds missing columns, and starts syncing them.
-        db.get_schema_registry(module_path!().split("::").next().unwrap())
-            .sync()
-            .await?;
+async fn quick_start(builder: WaveSyncDbBuilder) -> Result<(), DbErr> {
+    // Build the connection: starts the P2P engine.
+    let db = builder.build().await?;
 
-        // Standard SeaORM usage: the write is captured and replicated.
-        let task = task::ActiveModel {
-            id: Set("1".into()),
-            title: Set("Buy milk".into()),
-            completed: Set(false),
-        };
-        task.insert(&db).await?;
+    // Auto-discover entities annotated with #[derive(SyncEntity)]: creates missing
+    // tables, adds missing columns, and starts syncing them.
+    db.get_schema_registry(module_path!().split("::").next().unwrap())
+        .sync()
+        .await?;
 
-        let tasks = task::Entity::find().all(&db).await?;
-        println!("{} task(s), first: {:?}", tasks.len(), tasks.first());
-        Ok(())
-    })
+    // Standard SeaORM usage: the write is captured and replicated.
+    let task = task::ActiveModel {
+        id: Set("1".into()),
+        title: Set("Buy milk".into()),
+        completed: Set(false),
+    };
+    task.insert(&db).await?;
+
+    let tasks = task::Entity::find().all(&db).await?;
+    println!("{} task(s), first: {:?}", tasks.len(), tasks.first());
+    db.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -59,8 +64,15 @@ mod tests {
     #[test]
     fn the_quick_start_runs() {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::env::set_current_dir(dir.path()).expect("enter temp dir");
-        super::main().expect("the quick start runs");
-        assert!(dir.path().join("app.db").exists());
+        let path = dir.path().join("app.db");
+        // The quick start with its network kept on loopback (no mDNS on the test host).
+        let builder = wavesyncdb::WaveSyncDbBuilder::new(
+            format!("sqlite:{}?mode=rwc", path.display()),
+            "my-app-topic",
+        )
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("address"))
+        .mdns(false);
+        smol::block_on(super::quick_start(builder)).expect("the quick start runs");
+        assert!(path.exists());
     }
 }

@@ -226,7 +226,7 @@ async fn rewrite_row(
     column: &str,
     key: &[u8],
 ) -> Result<usize, DbErr> {
-    let Some(key_values) = decode_key(key).filter(|k| k.len() == meta.primary_key.len()) else {
+    let Some(key_values) = crate::value::decode_key(key).filter(|k| k.len() == meta.primary_key.len()) else {
         tracing::warn!(table = %meta.name, "a logged row key does not fit the table's key");
         return Ok(0);
     };
@@ -269,65 +269,4 @@ async fn rewrite_row(
         meta.primary_key.iter().cloned().zip(key_values).collect();
     write_row(conn, meta, &primary_key, row_state(meta, &held)).await?;
     Ok(dropped)
-}
-
-/// The values of a key encoded by `value::encode_key`, or `None` if the bytes are not one.
-pub(crate) fn decode_key(mut bytes: &[u8]) -> Option<Vec<CellValue>> {
-    fn take<'b>(bytes: &mut &'b [u8], n: usize) -> Option<&'b [u8]> {
-        let (head, tail) = bytes.split_at_checked(n)?;
-        *bytes = tail;
-        Some(head)
-    }
-    fn take_u64(bytes: &mut &[u8]) -> Option<u64> {
-        Some(u64::from_be_bytes(take(bytes, 8)?.try_into().ok()?))
-    }
-    let mut values = Vec::new();
-    while let Some((&tag, rest)) = bytes.split_first() {
-        bytes = rest;
-        values.push(match tag {
-            0 => CellValue::Null,
-            1 => CellValue::Integer(i64::from_be_bytes(take(&mut bytes, 8)?.try_into().ok()?)),
-            2 => CellValue::Real(f64::from_bits(take_u64(&mut bytes)?)),
-            3 => {
-                let len = usize::try_from(take_u64(&mut bytes)?).ok()?;
-                CellValue::Text(String::from_utf8(take(&mut bytes, len)?.to_vec()).ok()?)
-            }
-            4 => {
-                let len = usize::try_from(take_u64(&mut bytes)?).ok()?;
-                CellValue::Blob(take(&mut bytes, len)?.to_vec())
-            }
-            _ => return None,
-        });
-    }
-    Some(values)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::value::encode_key;
-
-    #[test]
-    fn decode_key_reverses_encode_key() {
-        let key = vec![
-            CellValue::Null,
-            CellValue::Integer(-7),
-            CellValue::Real(1.5),
-            "a, b".into(),
-            CellValue::Blob(vec![0, 1, 2]),
-        ];
-        assert_eq!(decode_key(&encode_key(&key)), Some(key));
-        assert_eq!(decode_key(&[]), Some(vec![]));
-    }
-
-    #[test]
-    fn decode_key_refuses_garbage_without_panicking() {
-        assert_eq!(decode_key(&[9]), None);
-        assert_eq!(decode_key(&[1, 0, 0]), None);
-        assert_eq!(
-            decode_key(&[3, 255, 255, 255, 255, 255, 255, 255, 255]),
-            None
-        );
-        assert_eq!(decode_key(&[3, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]), None);
-    }
 }

@@ -46,7 +46,11 @@ impl ApplyHarness {
                      note TEXT, data BLOB, r REAL NOT NULL)",
                 )
                 .await?;
-            let column = |name: &str, kind, nullable| ColumnMeta { name: name.into(), kind, nullable };
+            let column = |name: &str, kind, nullable| ColumnMeta {
+                name: name.into(),
+                kind,
+                nullable,
+            };
             let meta = TableMeta::new(
                 "t",
                 vec!["id".into()],
@@ -69,7 +73,8 @@ impl ApplyHarness {
 
     /// Feeds `bytes` as a received gossip message; `true` if it was applied.
     pub fn apply_gossip(&self, bytes: &[u8]) -> bool {
-        let Ok(Gossip::V1(GossipV1::ChangeSet(change_set))) = codec::decode_gossip(bytes, 1 << 20) else {
+        let Ok(Gossip::V1(GossipV1::ChangeSet(change_set))) = codec::decode_gossip(bytes, 1 << 20)
+        else {
             return false;
         };
         futures::executor::block_on(self.db.apply_remote(change_set)).is_ok()

@@ -230,6 +230,15 @@ mod tests {
         }
     }
     #[test]
+    fn decoding_refuses_truncated_or_unknown_input() {
+        assert_eq!(decode_key(&[]), Some(vec![]));
+        assert_eq!(decode_key(&[9]), None);
+        assert_eq!(decode_key(&[1, 0, 0]), None);
+        assert_eq!(decode_key(&[3, 255, 255, 255, 255, 255, 255, 255, 255]), None);
+        assert_eq!(decode_key(&[3, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]), None);
+    }
+
+    #[test]
     fn sea_values_map_to_their_sqlite_cells() {
         assert_eq!(
             CellValue::from_value(&Value::Bool(Some(true))),

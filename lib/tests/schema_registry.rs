@@ -109,6 +109,7 @@ mod path_node {
 
 async fn open(dir: &tempfile::TempDir) -> WaveSyncDb {
     WaveSyncDbBuilder::new(common::url(dir), "test-topic")
+        .without_network()
         .build()
         .await
         .expect("open database")

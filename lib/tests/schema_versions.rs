@@ -123,6 +123,7 @@ mod pref_v2_no_default {
 /// A database on a temp file with the notes table at version 1 (and `common`'s tasks).
 async fn open_v1(dir: &tempfile::TempDir) -> WaveSyncDb {
     let db = WaveSyncDbBuilder::new(url(dir), "test-topic")
+        .without_network()
         .build()
         .await
         .unwrap();
@@ -162,7 +163,9 @@ on_both_executors! {
         note("b", "second").insert(&db).await.unwrap();
         drop(db);
         // The application is upgraded: the same file, the entity at version 2.
-        let db = WaveSyncDbBuilder::new(url(&dir), "test-topic").build().await.unwrap();
+        let db = WaveSyncDbBuilder::new(url(&dir), "test-topic")
+        .without_network()
+        .build().await.unwrap();
         let sent = db.change_set_receiver();
         db.schema().register::<note_v2::Entity>().sync().await.unwrap();
         let rows = notes_v2(&db).await;

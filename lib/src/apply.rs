@@ -74,6 +74,11 @@ pub(crate) async fn apply_remote(shared: &Shared, change_set: ChangeSet) -> Resu
     for _ in 0..skipped {
         shared.metrics.rejected("unknown_table");
     }
+    // Values for columns this peer lacks are set aside in the log, not written: counted
+    // like the skipped tables, so a peer that sends many shows up in the metrics.
+    for _ in admitted.iter().filter(|a| !a.unknown_columns.is_empty()) {
+        shared.metrics.rejected("unknown_column");
+    }
     let ChangeSet { origin, seq, .. } = change_set;
     let changed = merge_and_write(&txn, admitted, origin, seq).await?;
     if seq == log::head(&txn, origin).await? + 1 {

@@ -42,6 +42,9 @@ pub struct MetricsSnapshot {
     pub catch_up_operations_served: u64,
     /// Remote changes rejected, by reason (see [`crate::RejectReason::code`]; also
     /// `malformed` and `forged_origin` for messages that could not be read or trusted).
+    /// `unknown_table` and `unknown_column` count operations set aside rather than
+    /// rejected: the rest of their change set applies, and values for columns this peer
+    /// lacks wait in the log until its schema has them.
     pub rejected: BTreeMap<String, u64>,
 }
 

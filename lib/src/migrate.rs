@@ -226,7 +226,9 @@ async fn rewrite_row(
     column: &str,
     key: &[u8],
 ) -> Result<usize, DbErr> {
-    let Some(key_values) = crate::value::decode_key(key).filter(|k| k.len() == meta.primary_key.len()) else {
+    let Some(key_values) =
+        crate::value::decode_key(key).filter(|k| k.len() == meta.primary_key.len())
+    else {
         tracing::warn!(table = %meta.name, "a logged row key does not fit the table's key");
         return Ok(0);
     };

@@ -234,7 +234,10 @@ mod tests {
         assert_eq!(decode_key(&[]), Some(vec![]));
         assert_eq!(decode_key(&[9]), None);
         assert_eq!(decode_key(&[1, 0, 0]), None);
-        assert_eq!(decode_key(&[3, 255, 255, 255, 255, 255, 255, 255, 255]), None);
+        assert_eq!(
+            decode_key(&[3, 255, 255, 255, 255, 255, 255, 255, 255]),
+            None
+        );
         assert_eq!(decode_key(&[3, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]), None);
     }
 

@@ -25,10 +25,11 @@ pub mod task {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Opens the database at `path` with the test entities registered.
+/// Opens the database at `path`, without network, with the test entities registered.
 pub async fn open(path: &std::path::Path) -> Result<wavesyncdb::WaveSyncDb, wavesyncdb::Error> {
     let db =
         wavesyncdb::WaveSyncDbBuilder::new(format!("sqlite:{}?mode=rwc", path.display()), "tests")
+            .without_network()
             .build()
             .await?;
     db.schema().register::<task::Entity>().sync().await?;

@@ -56,8 +56,7 @@ where
     PrimaryKeyOf<E>: Clone + 'static,
 {
     let mut row = use_signal(|| None);
-    let watching: Rc<RefCell<Option<(PrimaryKeyOf<E>, Task)>>> =
-        use_hook(|| Rc::new(RefCell::new(None)));
+    let watching: Watching<PrimaryKeyOf<E>> = use_hook(|| Rc::new(RefCell::new(None)));
     let mut watching = watching.borrow_mut();
     let same_key = watching
         .as_ref()
@@ -94,6 +93,9 @@ where
     }
     use_hook(|| ReadSignal::from(row))
 }
+
+/// The key the hook's task follows, and that task: replaced when the key changes.
+type Watching<K> = Rc<RefCell<Option<(K, Task)>>>;
 
 /// The key as the cells notifications carry; `None` when a key type has no unambiguous
 /// SQLite form, and the hook then reloads on every change of the table.

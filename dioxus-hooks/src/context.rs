@@ -17,13 +17,21 @@ pub(crate) struct DbContext(pub(crate) &'static WaveSyncDb);
 ///
 /// ```rust,no_run
 /// use dioxus::prelude::*;
+/// use std::sync::OnceLock;
 /// use wavesyncdb::WaveSyncDb;
 /// use wavesyncdb_dioxus::{provide_db, use_db};
 ///
+/// /// Opened in `main` before the renderer starts.
+/// static DB: OnceLock<WaveSyncDb> = OnceLock::new();
+///
 /// #[component]
-/// fn Root(db: &'static WaveSyncDb) -> Element {
-///     use_hook(|| provide_db(db));
-///     rsx! { Child {} }
+/// fn Root() -> Element {
+///     let opened = use_hook(|| DB.get().map(provide_db).is_some());
+///     if opened {
+///         rsx! { Child {} }
+///     } else {
+///         rsx! { "the database is not open" }
+///     }
 /// }
 ///
 /// #[component]

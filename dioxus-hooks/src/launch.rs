@@ -17,7 +17,7 @@ use wavesyncdb::{WaveSyncDb, WaveSyncDbBuilder};
 ///
 /// ```rust,no_run
 /// use dioxus::prelude::*;
-/// use wavesyncdb_dioxus::{launch, use_db, use_synced_table};
+/// use wavesyncdb_dioxus::{launch, use_db, use_sync_status, use_synced_table};
 /// # mod task {
 /// #     use sea_orm::entity::prelude::*;
 /// #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -33,6 +33,8 @@ use wavesyncdb::{WaveSyncDb, WaveSyncDbBuilder};
 /// # }
 ///
 /// fn main() {
+///     // Opens the database (no async runtime needed), runs the setup, provides the
+///     // database as context, opens the window. Needs the crate feature `desktop`.
 ///     launch("sqlite:./app.db?mode=rwc", "my-topic", |db| async move {
 ///         db.schema().register::<task::Entity>().sync().await?;
 ///         Ok(())
@@ -41,10 +43,13 @@ use wavesyncdb::{WaveSyncDb, WaveSyncDbBuilder};
 ///
 /// #[allow(non_snake_case)]
 /// fn App() -> Element {
-///     let tasks = use_synced_table::<task::Entity>(use_db());
+///     let db = use_db();
+///     let tasks = use_synced_table::<task::Entity>(db); // every row, ordered by key
+///     let status = use_sync_status(db);                 // connected peers, how far behind
 ///     rsx! {
+///         if let Some(s) = status.read().as_ref() { p { "{s.connected_peers} peers" } }
 ///         for task in tasks.read().iter() {
-///             p { "{task.title}" }
+///             p { key: "{task.id}", "{task.title}" }
 ///         }
 ///     }
 /// }

@@ -17,27 +17,8 @@
 //! and Dioxus launcher, or return the error. Without the feature, build the database
 //! yourself and call [`provide_db`] in your root component, with any renderer.
 //!
-//! ```rust,ignore
-//! use dioxus::prelude::*;
-//! use wavesyncdb_dioxus::{launch, use_db, use_synced_table};
-//!
-//! fn main() {
-//!     launch("sqlite:./app.db?mode=rwc", "my-topic", |db| async move {
-//!         db.schema().register::<task::Entity>().sync().await?;
-//!         Ok(())
-//!     }, App);
-//! }
-//!
-//! #[allow(non_snake_case)]
-//! fn App() -> Element {
-//!     let tasks = use_synced_table::<task::Entity>(use_db());
-//!     rsx! {
-//!         for task in tasks.read().iter() {
-//!             p { "{task.title}" }
-//!         }
-//!     }
-//! }
-//! ```
+//! The documentation of `launch` (built with the feature) holds a complete app; the
+//! example `examples/dioxus-tasks` is a real one.
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
 

@@ -1,0 +1,40 @@
+//! Dioxus hooks for [WaveSyncDB](wavesyncdb): components that show synced SeaORM tables
+//! and re-render when a row changes, here or on a peer.
+//!
+//! - [`use_synced_table`]: a signal of every row of a table, ordered by primary key;
+//! - [`use_synced_row`]: a signal of one row, `None` once it is deleted;
+//! - [`use_sync_status`]: connected peers and how far behind this node is;
+//! - [`use_db`] / [`provide_db`]: the database through Dioxus context.
+//!
+//! Each hook subscribes to the database's change bus before its first load, so no change
+//! falls between the two, and coalesces bursts of changes into a few reloads.
+//!
+//! # Launching a desktop app
+//!
+//! With the cargo feature `desktop` (which needs webkit2gtk on Linux), `launch` opens the
+//! database, runs your setup, provides the database as context and opens the window;
+//! `launch_with`, `try_launch` and `try_launch_with` take a configured database builder
+//! and Dioxus launcher, or return the error. Without the feature, build the database
+//! yourself and call [`provide_db`] in your root component, with any renderer.
+//!
+//! The documentation of `launch` (built with the feature) holds a complete app; the
+//! example `examples/dioxus-tasks` is a real one.
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used)]
+
+mod context;
+mod error;
+#[cfg(feature = "desktop")]
+mod launch;
+mod use_sync_status;
+mod use_synced_row;
+mod use_synced_table;
+mod watch;
+
+pub use context::{provide_db, try_use_db, use_db};
+pub use error::{LaunchError, SetupError};
+#[cfg(feature = "desktop")]
+pub use launch::{launch, launch_with, try_launch, try_launch_with};
+pub use use_sync_status::{SYNC_STATUS_INTERVAL, use_sync_status};
+pub use use_synced_row::{PrimaryKeyOf, use_synced_row};
+pub use use_synced_table::use_synced_table;

@@ -1,0 +1,203 @@
+//! `dioxus-tasks`: a desktop task list that syncs with every peer of its topic.
+//!
+//! ```sh
+//! cargo run -p wavesync-dioxus-tasks -- --db a.db --listen /ip4/127.0.0.1/tcp/4001 --no-mdns
+//! cargo run -p wavesync-dioxus-tasks -- --db b.db --peer /ip4/127.0.0.1/tcp/4001 --no-mdns
+//! ```
+//!
+//! Add a task in one window (type, press Enter): it appears in the other.
+
+use clap::Parser;
+use dioxus::desktop::{Config, LogicalSize, WindowBuilder};
+use dioxus::prelude::*;
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use wavesyncdb::{Multiaddr, WaveSyncDbBuilder};
+use wavesyncdb_dioxus::{launch_with, use_db, use_sync_status, use_synced_table};
+
+mod task {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tasks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub title: String,
+        pub completed: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "A desktop task list that syncs with every peer of its topic"
+)]
+struct Cli {
+    /// The SQLite database file.
+    #[arg(long, env = "TASKS_DB", default_value = "dioxus-tasks.db")]
+    db: std::path::PathBuf,
+    /// The group topic: peers of the same topic sync.
+    #[arg(long, env = "TASKS_TOPIC", default_value = "wavesync-dioxus-tasks")]
+    topic: String,
+    /// Address to listen on (repeatable), e.g. /ip4/127.0.0.1/tcp/4001.
+    #[arg(long)]
+    listen: Vec<Multiaddr>,
+    /// Address of a peer to connect to (repeatable), e.g. /ip4/127.0.0.1/tcp/4001.
+    #[arg(long)]
+    peer: Vec<Multiaddr>,
+    /// Do not discover peers on the LAN by mDNS.
+    #[arg(long)]
+    no_mdns: bool,
+    /// The window title.
+    #[arg(long, default_value = "WaveSync tasks")]
+    title: String,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let mut builder =
+        WaveSyncDbBuilder::new(format!("sqlite:{}?mode=rwc", cli.db.display()), &cli.topic)
+            .mdns(!cli.no_mdns);
+    for address in cli.listen {
+        builder = builder.listen_on(address);
+    }
+    for address in cli.peer {
+        builder = builder.bootstrap(address);
+    }
+    let window = WindowBuilder::new()
+        .with_title(cli.title)
+        .with_inner_size(LogicalSize::new(460.0, 420.0));
+    let launcher =
+        LaunchBuilder::desktop().with_cfg(Config::new().with_window(window).with_menu(None));
+    launch_with(
+        builder,
+        launcher,
+        |db| async move {
+            db.schema().register::<task::Entity>().sync().await?;
+            Ok(())
+        },
+        App,
+    );
+}
+
+/// A fresh task id: the application chooses keys, so two peers never mint the same one.
+/// Milliseconds first, so the list (ordered by key) shows tasks in the order they were
+/// added; random bits after, so two peers adding at the same moment still differ.
+fn new_id() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    format!("{millis:013x}-{:08x}", rand::random::<u32>())
+}
+
+#[allow(non_snake_case)]
+fn App() -> Element {
+    let db = use_db();
+    let tasks = use_synced_table::<task::Entity>(db);
+    let status = use_sync_status(db);
+    let mut draft = use_signal(String::new);
+
+    let add = move || async move {
+        let title = draft.peek().trim().to_owned();
+        if title.is_empty() {
+            return;
+        }
+        draft.set(String::new());
+        let task = task::ActiveModel {
+            id: Set(new_id()),
+            title: Set(title),
+            completed: Set(false),
+        };
+        if let Err(error) = task.insert(db).await {
+            tracing::error!(%error, "could not add the task");
+        }
+    };
+
+    let peers = status.read().as_ref().map_or("starting…".to_owned(), |s| {
+        format!(
+            "{} peer(s) connected, {} behind",
+            s.connected_peers, s.behind
+        )
+    });
+    let count = tasks.read().len();
+
+    rsx! {
+        style { {STYLE} }
+        div { class: "bar",
+            input {
+                id: "new-task",
+                autofocus: true,
+                placeholder: "What needs doing? (Enter adds)",
+                value: "{draft}",
+                oninput: move |event| draft.set(event.value()),
+                onkeydown: move |event| async move {
+                    if event.key() == Key::Enter {
+                        add().await;
+                    }
+                },
+            }
+            button { onclick: move |_| async move { add().await }, "Add" }
+        }
+        p { id: "status", class: "status", "{peers} · {count} task(s)" }
+        ul {
+            for task in tasks.read().iter().cloned() {
+                li { key: "{task.id}", class: if task.completed { "done" } else { "" },
+                    input {
+                        r#type: "checkbox",
+                        checked: task.completed,
+                        onchange: {
+                            let task = task.clone();
+                            move |_| {
+                                let task = task.clone();
+                                async move {
+                                    let toggled = task::ActiveModel {
+                                        id: Set(task.id.clone()),
+                                        completed: Set(!task.completed),
+                                        ..Default::default()
+                                    };
+                                    if let Err(error) = toggled.update(db).await {
+                                        tracing::error!(%error, "could not toggle the task");
+                                    }
+                                }
+                            }
+                        },
+                    }
+                    span { "{task.title}" }
+                    button {
+                        class: "delete",
+                        onclick: {
+                            let id = task.id.clone();
+                            move |_| {
+                                let id = id.clone();
+                                async move {
+                                    if let Err(error) = task::Entity::delete_by_id(id).exec(db).await {
+                                        tracing::error!(%error, "could not delete the task");
+                                    }
+                                }
+                            }
+                        },
+                        "✕"
+                    }
+                }
+            }
+        }
+    }
+}
+
+const STYLE: &str = r#"
+body { font-family: sans-serif; margin: 16px; background: #fafafa; }
+.bar { display: flex; gap: 8px; }
+.bar input { flex: 1; font-size: 18px; padding: 6px; }
+.bar button { font-size: 18px; }
+.status { color: #555; font-size: 14px; }
+ul { list-style: none; padding: 0; }
+li { font-size: 20px; padding: 6px 0; border-bottom: 1px solid #ddd; display: flex; gap: 8px; align-items: center; }
+li span { flex: 1; }
+li.done span { text-decoration: line-through; color: #888; }
+.delete { border: none; background: none; color: #c33; font-size: 18px; }
+"#;

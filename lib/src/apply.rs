@@ -27,6 +27,7 @@ use crate::merge::{CellVersion, RowState, row_state, winners, written_cells};
 use crate::migrate;
 use crate::notify::ChangeSource;
 use crate::protocol::{ChangeSet, SyncOperation};
+use crate::schema::quote_ident;
 use crate::schema::{ROW_EXISTS_COLUMN, TableMeta};
 use crate::value::{CellValue, encode_key};
 use sea_orm::{
@@ -264,10 +265,6 @@ async fn merge_and_write(
     Ok(changed)
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// Makes the user table's row match its state.
 pub(crate) async fn write_row(
     txn: &impl ConnectionTrait,
@@ -275,10 +272,10 @@ pub(crate) async fn write_row(
     primary_key: &[(String, CellValue)],
     state: RowState,
 ) -> Result<(), DbErr> {
-    let table = quote(&meta.name);
+    let table = quote_ident(&meta.name);
     let key_match = primary_key
         .iter()
-        .map(|(name, _)| format!("{} = ?", quote(name)))
+        .map(|(name, _)| format!("{} = ?", quote_ident(name)))
         .collect::<Vec<_>>()
         .join(" AND ");
     let key_values = primary_key.iter().map(|(_, v)| v.to_sea_value());
@@ -292,7 +289,7 @@ pub(crate) async fn write_row(
         RowState::Partial(values) => {
             let set = values
                 .iter()
-                .map(|(name, _)| format!("{} = ?", quote(name)))
+                .map(|(name, _)| format!("{} = ?", quote_ident(name)))
                 .collect::<Vec<_>>()
                 .join(", ");
             Statement::from_sql_and_values(
@@ -308,16 +305,19 @@ pub(crate) async fn write_row(
             let columns: Vec<String> = primary_key
                 .iter()
                 .chain(&values)
-                .map(|(name, _)| quote(name))
+                .map(|(name, _)| quote_ident(name))
                 .collect();
-            let keys: Vec<String> = primary_key.iter().map(|(name, _)| quote(name)).collect();
+            let keys: Vec<String> = primary_key
+                .iter()
+                .map(|(name, _)| quote_ident(name))
+                .collect();
             let placeholders = vec!["?"; columns.len()].join(", ");
             let on_conflict = if values.is_empty() {
                 "DO NOTHING".to_owned()
             } else {
                 let set = values
                     .iter()
-                    .map(|(name, _)| format!("{0} = excluded.{0}", quote(name)))
+                    .map(|(name, _)| format!("{0} = excluded.{0}", quote_ident(name)))
                     .collect::<Vec<_>>()
                     .join(", ");
                 format!("DO UPDATE SET {set}")

@@ -13,6 +13,7 @@
 
 use crate::clock::{Hlc, NodeId};
 use crate::merge::CellVersion;
+use crate::schema::quote_ident;
 use crate::value::CellValue;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use std::collections::HashMap;
@@ -295,10 +296,6 @@ impl LogReport {
     }
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// Checks that every row of every synced table has its versions in the log, with equal
 /// values, that every live complete row in the log is in its table, and that no entry of
 /// this node is numbered past its head.
@@ -320,10 +317,10 @@ pub(crate) async fn verify(
             "SELECT {} FROM {}",
             columns
                 .iter()
-                .map(|c| quote(c))
+                .map(|c| quote_ident(c))
                 .collect::<Vec<_>>()
                 .join(", "),
-            quote(&meta.name)
+            quote_ident(&meta.name)
         );
         let rows = conn.query_all_raw(stmt(&select, vec![])).await?;
         let key_len = meta.primary_key.len();

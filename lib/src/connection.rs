@@ -49,7 +49,20 @@ pub(crate) struct Shared {
     /// Orders commits of synced transactions with the hand-off of their change sets.
     pub(crate) commit_order: async_lock::Mutex<()>,
     pub(crate) metrics: Metrics,
+    /// Capture plans by SQL text: SeaORM sends the same few texts over and over, and
+    /// parsing each one again (reads included) would tax every statement.
+    plans: Mutex<PlanCache>,
 }
+
+/// Plans made against one registry generation.
+#[derive(Default)]
+struct PlanCache {
+    generation: u64,
+    plans: std::collections::HashMap<String, Option<Capture>>,
+}
+
+/// Distinct statement texts to remember; past that the cache starts over.
+const PLAN_CACHE_ENTRIES: usize = 512;
 
 impl Shared {
     /// A timestamp for a local write.
@@ -107,7 +120,24 @@ impl Shared {
         if registry.synced_tables().next().is_none() {
             return Ok(None);
         }
-        capture::plan_statement(sql, DbBackend::Sqlite, &registry).map_err(DbErr::from)
+        {
+            let cache = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+            if cache.generation == registry.generation()
+                && let Some(plan) = cache.plans.get(sql)
+            {
+                return Ok(plan.clone());
+            }
+        }
+        // Refusals are not cached: they are errors, and rare.
+        let plan =
+            capture::plan_statement(sql, DbBackend::Sqlite, &registry).map_err(DbErr::from)?;
+        let mut cache = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.generation != registry.generation() || cache.plans.len() >= PLAN_CACHE_ENTRIES {
+            cache.plans.clear();
+            cache.generation = registry.generation();
+        }
+        cache.plans.insert(sql.to_owned(), plan.clone());
+        Ok(plan)
     }
 
     pub(crate) fn plan_script(&self, sql: &str) -> Result<Option<Vec<Step>>, DbErr> {
@@ -328,6 +358,7 @@ impl WaveSyncDbBuilder {
             outbox: Mutex::new(None),
             commit_order: async_lock::Mutex::new(()),
             metrics: Metrics::default(),
+            plans: Mutex::default(),
         });
         let engine = match self.network {
             Some(network) => Some(Arc::new(

@@ -330,3 +330,26 @@ on_both_executors! {
         assert_eq!(count(&t.db, "SELECT count(*) FROM _wavesync_log").await, 0);
     }
 }
+
+on_both_executors! {
+    async fn a_table_registered_later_is_captured_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = wavesyncdb::WaveSyncDbBuilder::new(url(&dir), "test-topic").without_network().build().await.unwrap();
+        let sent = db.change_set_receiver();
+        db.schema().register::<membership::Entity>().sync().await.unwrap();
+        db.execute_unprepared("CREATE TABLE tasks (id TEXT PRIMARY KEY NOT NULL, title TEXT NOT NULL, completed INTEGER NOT NULL, note TEXT, weight REAL NOT NULL, data BLOB)").await.unwrap();
+        let insert = |id: &'static str| Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO tasks (id, title, completed, weight) VALUES (?, ?, ?, ?)",
+            [id.into(), "t".into(), false.into(), 1.0.into()],
+        );
+        // Not registered yet: passes through (and that plan is remembered).
+        db.execute_raw(insert("before")).await.unwrap();
+        assert!(sent.try_recv().is_err());
+        db.schema().register::<task::Entity>().sync().await.unwrap();
+        // The same statement text is planned again against the new registry.
+        db.execute_raw(insert("after")).await.unwrap();
+        let set = sent.try_recv().expect("the write after registration is captured");
+        assert_eq!(set.operations[0].value("id"), Some(&CellValue::Text("after".into())));
+    }
+}

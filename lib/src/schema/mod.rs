@@ -19,6 +19,12 @@ use std::sync::Arc;
 /// real column: SeaORM entities always name their columns.
 pub(crate) const ROW_EXISTS_COLUMN: &str = "";
 
+/// `name` as a double-quoted SQLite identifier. Only ever applied to registered names:
+/// a name from the network is matched against the registry first.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Which storage classes a column accepts from a remote peer, derived from its SeaORM type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -277,10 +283,17 @@ pub(crate) enum TableClass {
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     tables: HashMap<String, TableClass>,
+    /// Bumped on every change, so plans made against an older registry are dropped.
+    generation: u64,
 }
 
 impl Registry {
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub(crate) fn insert_synced(&mut self, meta: TableMeta) {
+        self.generation += 1;
         self.tables.insert(
             meta.name.to_ascii_lowercase(),
             TableClass::Synced(Arc::new(meta)),
@@ -288,6 +301,7 @@ impl Registry {
     }
 
     pub(crate) fn insert_local(&mut self, table: &str) {
+        self.generation += 1;
         self.tables
             .insert(table.to_ascii_lowercase(), TableClass::Local);
     }

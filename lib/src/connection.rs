@@ -194,6 +194,23 @@ pub(crate) fn notifications(
     out
 }
 
+/// The SQLite settings WaveSyncDB opens its database with, as SeaORM `ConnectOptions`:
+/// WAL journal, `synchronous = NORMAL`, a 10 s busy timeout, no per-statement logging.
+///
+/// Open a plain SeaORM connection with these to compare like with like (the benchmark
+/// does), or to read a WaveSyncDB file from another tool without changing its journal.
+pub fn sqlite_connect_options(url: &str) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options.sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
+        // WAL keeps readers and the writer apart; NORMAL is durable against process
+        // crashes (a power cut may lose the last commits, never corrupt).
+        opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+    });
+    options
+}
+
 /// A SeaORM connection whose writes to synced tables reach every peer of the group.
 ///
 /// Use it wherever SeaORM takes a connection (`&db`): `insert`, `update`, `delete`,
@@ -334,15 +351,7 @@ impl WaveSyncDbBuilder {
                 scheme: scheme.to_owned(),
             });
         }
-        let mut options = ConnectOptions::new(self.url.clone());
-        options.sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
-            // WAL keeps readers and the writer apart; NORMAL is durable against process
-            // crashes (a power cut may lose the last commits, never corrupt).
-            opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-        });
-        let conn = Database::connect(options).await?;
+        let conn = Database::connect(sqlite_connect_options(&self.url)).await?;
         log::create_tables(&conn).await?;
         let keypair = log::keypair(&conn).await?;
         let node_id = NodeId::from_peer_id_bytes(&keypair.public().to_peer_id().to_bytes());

@@ -30,7 +30,9 @@ mod transaction;
 pub mod __private;
 
 pub use clock::{ClockDrift, Hlc, NodeId};
-pub use connection::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDb, WaveSyncDbBuilder};
+pub use connection::{
+    DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDb, WaveSyncDbBuilder, sqlite_connect_options,
+};
 pub use error::{Error, RejectReason, Result};
 pub use libp2p::{Multiaddr, PeerId};
 pub use log::LogReport;

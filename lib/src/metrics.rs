@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -17,6 +17,8 @@ pub(crate) struct Metrics {
     catch_up_pages_received: AtomicU64,
     catch_up_operations_received: AtomicU64,
     catch_up_operations_served: AtomicU64,
+    /// Shared with the catch-up codec, which sees the frames' sizes.
+    bytes_received: Arc<AtomicU64>,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -40,6 +42,9 @@ pub struct MetricsSnapshot {
     pub catch_up_operations_received: u64,
     /// Operations served to peers through catch-up.
     pub catch_up_operations_served: u64,
+    /// Sync payload bytes received from peers: gossip messages and catch-up frames
+    /// (transport framing and encryption not included).
+    pub bytes_received: u64,
     /// Remote changes rejected, by reason (see [`crate::RejectReason::code`]; also
     /// `malformed` and `forged_origin` for messages that could not be read or trusted).
     /// `unknown_table` and `unknown_column` count operations set aside rather than
@@ -71,8 +76,15 @@ impl Metrics {
         self.gossip_published.fetch_add(messages, Ordering::Relaxed);
     }
 
-    pub(crate) fn gossip_received(&self) {
+    pub(crate) fn gossip_received(&self, bytes: usize) {
         self.gossip_received.fetch_add(1, Ordering::Relaxed);
+        self.bytes_received
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The counter of received bytes, for the catch-up codec.
+    pub(crate) fn bytes_received_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.bytes_received)
     }
 
     pub(crate) fn catch_up_page(&self, operations: u64) {
@@ -102,6 +114,7 @@ impl Metrics {
             catch_up_pages_received: self.catch_up_pages_received.load(Ordering::Relaxed),
             catch_up_operations_received: self.catch_up_operations_received.load(Ordering::Relaxed),
             catch_up_operations_served: self.catch_up_operations_served.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
             rejected: rejected
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))

@@ -12,6 +12,8 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, allow_block_list, gossipsub, mdns, request_response};
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The catch-up protocol id; the version is part of it.
 pub(crate) const CATCH_UP_PROTOCOL: StreamProtocol = StreamProtocol::new("/wavesync/catchup/1");
@@ -27,10 +29,19 @@ pub(crate) struct Behaviour {
 }
 
 /// Length-prefixed frames of [`Request`]s and [`Response`]s, each bounded in size.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct CatchUpCodec {
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
+    /// Counts the bytes of the frames read (the metrics' `bytes_received`).
+    pub received_bytes: Arc<AtomicU64>,
+}
+
+impl CatchUpCodec {
+    fn count(&self, frame: &[u8]) {
+        self.received_bytes
+            .fetch_add(4 + frame.len() as u64, Ordering::Relaxed);
+    }
 }
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
@@ -70,6 +81,7 @@ impl request_response::Codec for CatchUpCodec {
         T: AsyncRead + Unpin + Send,
     {
         let frame = read_frame(io, self.max_request_bytes).await?;
+        self.count(&frame);
         decode_request(&frame, self.max_request_bytes).map_err(invalid)
     }
 
@@ -78,6 +90,7 @@ impl request_response::Codec for CatchUpCodec {
         T: AsyncRead + Unpin + Send,
     {
         let frame = read_frame(io, self.max_response_bytes).await?;
+        self.count(&frame);
         decode_response(&frame, self.max_response_bytes).map_err(invalid)
     }
 

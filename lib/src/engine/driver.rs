@@ -230,7 +230,7 @@ impl Driver {
         via: PeerId,
         data: Vec<u8>,
     ) -> MessageAcceptance {
-        self.shared.metrics.gossip_received();
+        self.shared.metrics.gossip_received(data.len());
         let message = match decode_gossip(&data, self.config.max_message_bytes) {
             Ok(message) => message,
             Err(err) => {

@@ -13,6 +13,7 @@ use libp2p::Transport as _;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Swarm, gossipsub, mdns, noise, request_response, tcp, yamux};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,10 +34,12 @@ pub(crate) struct EventLoop {
 fn build_swarm(
     keypair: libp2p::identity::Keypair,
     config: &NetworkConfig,
+    received_bytes: Arc<AtomicU64>,
 ) -> Result<Swarm<Behaviour>, String> {
     let codec = CatchUpCodec {
         max_request_bytes: 64 << 10,
         max_response_bytes: config.page_bytes * 2 + (1 << 20),
+        received_bytes,
     };
     let swarm_config =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
@@ -134,8 +137,9 @@ impl EventLoop {
         events: async_channel::Sender<NetEvent>,
         stop: async_channel::Receiver<()>,
         status: Arc<Mutex<NetworkStatus>>,
+        received_bytes: Arc<AtomicU64>,
     ) -> Result<EventLoop, String> {
-        let mut swarm = build_swarm(keypair, config)?;
+        let mut swarm = build_swarm(keypair, config, received_bytes)?;
         let topic = gossipsub::IdentTopic::new(format!("wavesync/1/{}", config.topic));
         swarm
             .behaviour_mut()

@@ -226,6 +226,7 @@ pub(crate) async fn start(
         ),
     }
     let loop_status = Arc::clone(&status);
+    let received_bytes = shared.metrics.bytes_received_counter();
     let span = tracing::info_span!("wavesync_engine", %peer_id, node_id = %shared.node_id);
     std::thread::Builder::new()
         .name("wavesync-engine".into())
@@ -251,6 +252,7 @@ pub(crate) async fn start(
                         events_tx,
                         stop_rx,
                         loop_status,
+                        received_bytes,
                     )
                     .await
                     {

@@ -1,0 +1,83 @@
+//! Figure 5, storage: bytes of sync metadata per row after the insert, and again after
+//! every row was updated 10 times; with the log keeping one version per cell, the second
+//! must not be larger than the first.
+
+use crate::item::item;
+use crate::peer;
+use crate::place::Place;
+use crate::report::Report;
+use crate::{Result, Scale};
+use sea_orm::prelude::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+
+/// Bytes of the pages of the named b-trees (SQLite's `dbstat`).
+async fn bytes_of(db: &impl ConnectionTrait, names: &[&str]) -> Result<f64> {
+    let list = names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            format!("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN ({list})"),
+        ))
+        .await?
+        .ok_or("no dbstat row")?;
+    let bytes: i64 = row.try_get_by_index(0)?;
+    Ok(bytes as f64)
+}
+
+const METADATA: &[&str] = &[
+    "_wavesync_log",
+    "_wavesync_log_by_origin",
+    "_wavesync_heads",
+    "_wavesync_meta",
+];
+
+pub async fn run(place: &Place, scale: &Scale, report: &mut Report) -> Result<()> {
+    let rows = scale.storage_rows;
+    let db = wavesyncdb::WaveSyncDbBuilder::new(peer::url(&place.db("storage")), "bench")
+        .without_network()
+        .build()
+        .await?;
+    db.schema().register::<item::Entity>().sync().await?;
+    let mut id = 0;
+    while id < rows {
+        let end = (id + 100).min(rows);
+        peer::insert_batch(&db, id..end).await?;
+        id = end;
+    }
+    let after_insert = bytes_of(&db, METADATA).await? / rows as f64;
+    let table = bytes_of(&db, &["item"]).await? / rows as f64;
+    for _ in 0..10 {
+        for first in (0..rows).step_by(100) {
+            item::Entity::update_many()
+                .col_expr(
+                    item::Column::Value,
+                    sea_orm::sea_query::ExprTrait::add(Expr::col(item::Column::Value), 1),
+                )
+                .filter(item::Column::Id.between(first, (first + 99).min(rows - 1)))
+                .exec(&db)
+                .await?;
+        }
+    }
+    let after_updates = bytes_of(&db, METADATA).await? / rows as f64;
+    report.record(place.name("storage.table"), table, "bytes/row");
+    report.record(
+        place.name("storage.after_insert"),
+        after_insert,
+        "bytes/row",
+    );
+    report.record(
+        place.name("storage.after_10_updates"),
+        after_updates,
+        "bytes/row",
+    );
+    report.record(
+        place.name("storage.growth"),
+        after_updates / after_insert,
+        "x",
+    );
+    Ok(())
+}

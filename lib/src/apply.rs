@@ -53,8 +53,23 @@ struct Admission {
 }
 
 pub(crate) async fn apply_remote(shared: &Shared, change_set: ChangeSet) -> Result<usize, Error> {
-    if change_set.origin == shared.node_id {
-        // Our own change coming back (e.g. relayed by a peer): we have it already.
+    apply_remote_batch(shared, vec![change_set]).await
+}
+
+/// Applies several change sets in one database transaction (catch-up applies a page at a
+/// time): one commit, one read of the versions of the rows they touch, one write per
+/// table and shape of row instead of one per row. Every set is admitted before anything
+/// is written; one set that must be rejected rejects the batch. Returns the rows changed.
+pub(crate) async fn apply_remote_batch(
+    shared: &Shared,
+    change_sets: Vec<ChangeSet>,
+) -> Result<usize, Error> {
+    // Our own changes coming back (e.g. relayed by a peer): we have them already.
+    let change_sets: Vec<ChangeSet> = change_sets
+        .into_iter()
+        .filter(|set| set.origin != shared.node_id)
+        .collect();
+    if change_sets.is_empty() {
         return Ok(0);
     }
     let txn = shared
@@ -64,43 +79,81 @@ pub(crate) async fn apply_remote(shared: &Shared, change_set: ChangeSet) -> Resu
             ..Default::default()
         })
         .await?;
-    let Admission { admitted, skipped } = match admit_all(shared, &change_set) {
-        Ok(admission) => admission,
-        Err(reason) => {
-            shared.metrics.rejected(reason.code());
-            tracing::warn!(origin = %change_set.origin, seq = change_set.seq, %reason, "rejected remote change set");
-            return Err(reason.into());
+    let mut sets = Vec::with_capacity(change_sets.len());
+    for change_set in &change_sets {
+        let Admission { admitted, skipped } = match admit_all(shared, change_set) {
+            Ok(admission) => admission,
+            Err(reason) => {
+                shared.metrics.rejected(reason.code());
+                tracing::warn!(origin = %change_set.origin, seq = change_set.seq, %reason, "rejected remote change set");
+                return Err(reason.into());
+            }
+        };
+        for _ in 0..skipped {
+            shared.metrics.rejected("unknown_table");
         }
-    };
-    for _ in 0..skipped {
-        shared.metrics.rejected("unknown_table");
+        // Values for columns this peer lacks are set aside in the log, not written:
+        // counted like the skipped tables, so a peer that sends many shows up in the
+        // metrics.
+        for _ in admitted.iter().filter(|a| !a.unknown_columns.is_empty()) {
+            shared.metrics.rejected("unknown_column");
+        }
+        sets.push(AdmittedSet {
+            origin: change_set.origin,
+            seq: change_set.seq,
+            admitted,
+        });
     }
-    // Values for columns this peer lacks are set aside in the log, not written: counted
-    // like the skipped tables, so a peer that sends many shows up in the metrics.
-    for _ in admitted.iter().filter(|a| !a.unknown_columns.is_empty()) {
-        shared.metrics.rejected("unknown_column");
+    let positions: Vec<(NodeId, u64)> = sets.iter().map(|set| (set.origin, set.seq)).collect();
+    let changed = merge_and_write(&txn, sets).await?;
+    // A head advances over the sets that follow it without a gap.
+    let mut heads: Vec<(NodeId, u64, u64)> = Vec::new();
+    for (origin, seq) in positions {
+        let index = match heads.iter().position(|(o, _, _)| *o == origin) {
+            Some(index) => index,
+            None => {
+                let head = log::head(&txn, origin).await?;
+                heads.push((origin, head, head));
+                heads.len() - 1
+            }
+        };
+        if seq == heads[index].2 + 1 {
+            heads[index].2 = seq;
+        }
     }
-    let ChangeSet { origin, seq, .. } = change_set;
-    let changed = merge_and_write(&txn, admitted, origin, seq).await?;
-    if seq == log::head(&txn, origin).await? + 1 {
-        log::set_head(&txn, origin, seq).await?;
+    for (origin, before, after) in heads {
+        if after != before {
+            log::set_head(&txn, origin, after).await?;
+        }
     }
     log::save_clock(&txn, shared.clock_reading()).await?;
     txn.commit().await?;
-    let rows = changed.len();
-    shared.metrics.remote_applied(rows);
-    tracing::debug!(%origin, seq, rows, "applied remote change set");
-    if !changed.is_empty() {
+    let mut rows = 0;
+    let mut operations = Vec::new();
+    for (change_set, changed) in change_sets.iter().zip(changed) {
+        shared.metrics.remote_applied(changed.len());
+        tracing::debug!(origin = %change_set.origin, seq = change_set.seq, rows = changed.len(), "applied remote change set");
+        rows += changed.len();
+        operations.extend(changed);
+    }
+    if !operations.is_empty() {
         let applied = ChangeSet {
-            origin,
-            seq,
-            operations: changed,
+            origin: change_sets[0].origin,
+            seq: change_sets[0].seq,
+            operations,
         };
         shared
             .bus
             .publish(notifications(&applied, ChangeSource::Remote));
     }
     Ok(rows)
+}
+
+/// The admitted operations of one change set.
+struct AdmittedSet {
+    origin: NodeId,
+    seq: u64,
+    admitted: Vec<Admitted>,
 }
 
 /// Admits every operation on a synced table and skips the others, or names the first
@@ -193,76 +246,216 @@ struct TouchedRow {
     primary_key: Vec<(String, CellValue)>,
 }
 
-/// Merges the operations into the log and rewrites the rows they won; returns the
-/// operations that changed something.
+/// Merges the sets' operations into the log, in order, and rewrites the rows they won;
+/// returns, per set, the operations that changed something.
 async fn merge_and_write(
     txn: &DatabaseTransaction,
-    admitted: Vec<Admitted>,
-    origin: NodeId,
-    seq: u64,
-) -> Result<Vec<SyncOperation>, DbErr> {
-    // The versions of every row touched so far, so later operations of the same set
-    // merge against earlier ones.
+    sets: Vec<AdmittedSet>,
+) -> Result<Vec<Vec<SyncOperation>>, DbErr> {
+    // The versions of every row the sets touch, read up front in one statement per
+    // table; later operations merge against earlier ones.
+    let mut keys_by_table: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
     let mut rows: HashMap<(String, Vec<u8>), HashMap<String, CellVersion>> = HashMap::new();
+    for set in &sets {
+        for Admitted { meta, op, .. } in &set.admitted {
+            let key = row_key(op);
+            if rows
+                .insert((meta.name.clone(), key.clone()), HashMap::new())
+                .is_none()
+            {
+                keys_by_table
+                    .entry(meta.name.clone())
+                    .or_default()
+                    .push(key);
+            }
+        }
+    }
+    for (table, keys) in &keys_by_table {
+        for (key, held) in log::versions_of_rows(txn, table, keys).await? {
+            rows.insert((table.clone(), key), held);
+        }
+    }
     let mut touched: Vec<TouchedRow> = Vec::new();
     let mut touched_keys: HashSet<(String, Vec<u8>)> = HashSet::new();
     let mut entries = Vec::new();
-    let mut changed = Vec::new();
+    let mut changed = Vec::with_capacity(sets.len());
     let mut pending: HashMap<String, Vec<String>> = HashMap::new();
-    for Admitted {
-        meta,
-        op,
-        unknown_columns,
-    } in admitted
+    for AdmittedSet {
+        origin,
+        seq,
+        admitted,
+    } in sets
     {
-        let key_values: Vec<CellValue> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
-        let key = encode_key(&key_values);
-        let slot = (meta.name.clone(), key.clone());
-        if !rows.contains_key(&slot) {
-            let held = log::row_versions(txn, &meta.name, &key).await?;
-            rows.insert(slot.clone(), held);
-        }
-        let held = rows.entry(slot).or_default();
-        let won = winners(held, written_cells(&op));
-        if won.is_empty() {
-            continue;
-        }
-        for (column, version) in won {
-            if unknown_columns.contains(&column) {
-                let waiting = pending.entry(meta.name.clone()).or_default();
-                if !waiting.contains(&column) {
-                    waiting.push(column.clone());
-                }
+        let mut changed_here = Vec::new();
+        for Admitted {
+            meta,
+            op,
+            unknown_columns,
+        } in admitted
+        {
+            let key = row_key(&op);
+            let held = rows.entry((meta.name.clone(), key.clone())).or_default();
+            let won = winners(held, written_cells(&op));
+            if won.is_empty() {
+                continue;
             }
-            entries.push(LogEntry {
-                table: meta.name.clone(),
-                key: key.clone(),
-                column: column.clone(),
-                version: version.clone(),
-                origin,
-                seq,
-            });
-            held.insert(column, version);
+            for (column, version) in won {
+                if unknown_columns.contains(&column) {
+                    let waiting = pending.entry(meta.name.clone()).or_default();
+                    if !waiting.contains(&column) {
+                        waiting.push(column.clone());
+                    }
+                }
+                entries.push(LogEntry {
+                    table: meta.name.clone(),
+                    key: key.clone(),
+                    column: column.clone(),
+                    version: version.clone(),
+                    origin,
+                    seq,
+                });
+                held.insert(column, version);
+            }
+            if touched_keys.insert((meta.name.clone(), key.clone())) {
+                touched.push(TouchedRow {
+                    meta: Arc::clone(&meta),
+                    key,
+                    primary_key: op.primary_key.clone(),
+                });
+            }
+            changed_here.push(op);
         }
-        if touched_keys.insert((meta.name.clone(), key.clone())) {
-            touched.push(TouchedRow {
-                meta: Arc::clone(&meta),
-                key,
-                primary_key: op.primary_key.clone(),
-            });
-        }
-        changed.push(op);
+        changed.push(changed_here);
     }
     log::store(txn, entries).await?;
     for (table, columns) in &pending {
         tracing::debug!(%table, ?columns, "keeping remote values for columns this peer lacks");
         migrate::record_pending(txn, table, columns).await?;
     }
+    let mut writes = RowWrites::default();
     for row in touched {
         let held = &rows[&(row.meta.name.clone(), row.key)];
-        write_row(txn, &row.meta, &row.primary_key, row_state(&row.meta, held)).await?;
+        let state = row_state(&row.meta, held);
+        writes.push(txn, row.meta, row.primary_key, state).await?;
     }
+    writes.flush(txn).await?;
     Ok(changed)
+}
+
+/// The log key of an operation's row.
+fn row_key(op: &SyncOperation) -> Vec<u8> {
+    let key_values: Vec<CellValue> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
+    encode_key(&key_values)
+}
+
+/// What a batch of row writes does; rows of one batch share table and shape.
+#[derive(PartialEq)]
+enum Shape {
+    Delete,
+    /// Insert-or-replace of these value columns, in this order.
+    Upsert(Vec<String>),
+}
+
+/// Consecutive row writes of the same table and shape, gathered into one statement
+/// each: a catch-up page rewrites thousands of rows, and one statement per row would
+/// cost a round trip to SQLite per row. Order across batches is kept.
+#[derive(Default)]
+struct RowWrites {
+    batch: Option<(Arc<TableMeta>, Shape)>,
+    /// Per row: its key values, then its value columns' values.
+    rows: Vec<Vec<CellValue>>,
+    params: usize,
+}
+
+impl RowWrites {
+    async fn push(
+        &mut self,
+        txn: &DatabaseTransaction,
+        meta: Arc<TableMeta>,
+        primary_key: Vec<(String, CellValue)>,
+        state: RowState,
+    ) -> Result<(), DbErr> {
+        let (shape, values) = match state {
+            RowState::Absent => (Shape::Delete, Vec::new()),
+            RowState::Complete(values) => (
+                Shape::Upsert(values.iter().map(|(name, _)| name.clone()).collect()),
+                values,
+            ),
+            partial @ RowState::Partial(_) => {
+                // Rare (a row whose insert is still on its way): written on its own.
+                self.flush(txn).await?;
+                return write_row(txn, &meta, &primary_key, partial).await;
+            }
+        };
+        let row: Vec<CellValue> = primary_key
+            .into_iter()
+            .chain(values)
+            .map(|(_, value)| value)
+            .collect();
+        let same = self
+            .batch
+            .as_ref()
+            .is_some_and(|(m, s)| m.name == meta.name && *s == shape);
+        if !same || self.params + row.len() > log::MAX_PARAMS {
+            self.flush(txn).await?;
+            self.batch = Some((meta, shape));
+        }
+        self.params += row.len();
+        self.rows.push(row);
+        Ok(())
+    }
+
+    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+        let rows = std::mem::take(&mut self.rows);
+        self.params = 0;
+        let Some((meta, shape)) = self.batch.take() else {
+            return Ok(());
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let table = quote_ident(&meta.name);
+        let keys: Vec<String> = meta.primary_key.iter().map(|k| quote_ident(k)).collect();
+        let tuple = |width: usize| format!("({})", vec!["?"; width].join(", "));
+        let values = rows.iter().flatten().map(CellValue::to_sea_value);
+        let statement = match &shape {
+            Shape::Delete => format!(
+                "DELETE FROM {table} WHERE ({}) IN (VALUES {})",
+                keys.join(", "),
+                vec![tuple(keys.len()); rows.len()].join(", ")
+            ),
+            Shape::Upsert(columns) => {
+                let on_conflict = if columns.is_empty() {
+                    "DO NOTHING".to_owned()
+                } else {
+                    let set = columns
+                        .iter()
+                        .map(|name| format!("{0} = excluded.{0}", quote_ident(name)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!("DO UPDATE SET {set}")
+                };
+                let all_columns: Vec<String> = keys
+                    .iter()
+                    .cloned()
+                    .chain(columns.iter().map(|c| quote_ident(c)))
+                    .collect();
+                format!(
+                    "INSERT INTO {table} ({}) VALUES {} ON CONFLICT ({}) {on_conflict}",
+                    all_columns.join(", "),
+                    vec![tuple(all_columns.len()); rows.len()].join(", "),
+                    keys.join(", ")
+                )
+            }
+        };
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            statement,
+            values,
+        ))
+        .await
+        .map(drop)
+    }
 }
 
 /// Makes the user table's row match its state.

@@ -19,7 +19,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use std::collections::HashMap;
 
 /// SQLite allows 32766 parameters per statement; stay well below.
-const MAX_PARAMS: usize = 7_000;
+pub(crate) const MAX_PARAMS: usize = 7_000;
 
 const CREATE_TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS _wavesync_meta (
@@ -263,18 +263,38 @@ pub(crate) async fn row_versions(
     table: &str,
     key: &[u8],
 ) -> Result<HashMap<String, CellVersion>, DbErr> {
-    let rows = conn
-        .query_all_raw(stmt(
-            "SELECT col, value, hlc FROM _wavesync_log WHERE tbl = ? AND pk = ?",
-            vec![table.into(), key.to_vec().into()],
-        ))
-        .await?;
-    let mut versions = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let column: String = row.try_get_by_index(0)?;
-        let value = read_cell(&row, 1)?;
-        let hlc = Hlc::from_bytes(&read_bytes(&row, 2, "hlc")?).ok_or_else(|| corrupt("hlc"))?;
-        versions.insert(column, CellVersion { value, hlc });
+    let mut rows = versions_of_rows(conn, table, std::slice::from_ref(&key.to_vec())).await?;
+    Ok(rows.remove(key).unwrap_or_default())
+}
+
+/// The cell versions the log holds for each of `keys` of `table`, in as few statements
+/// as the parameter limit allows (a row without versions is missing from the map).
+pub(crate) async fn versions_of_rows(
+    conn: &impl ConnectionTrait,
+    table: &str,
+    keys: &[Vec<u8>],
+) -> Result<HashMap<Vec<u8>, HashMap<String, CellVersion>>, DbErr> {
+    let mut versions: HashMap<Vec<u8>, HashMap<String, CellVersion>> =
+        HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(MAX_PARAMS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
+        values.push(table.into());
+        values.extend(chunk.iter().map(|key| Value::from(key.clone())));
+        let sql = format!(
+            "SELECT pk, col, value, hlc FROM _wavesync_log WHERE tbl = ? AND pk IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        for row in conn.query_all_raw(stmt(&sql, values)).await? {
+            let key = read_bytes(&row, 0, "pk")?;
+            let column: String = row.try_get_by_index(1)?;
+            let value = read_cell(&row, 2)?;
+            let hlc =
+                Hlc::from_bytes(&read_bytes(&row, 3, "hlc")?).ok_or_else(|| corrupt("hlc"))?;
+            versions
+                .entry(key)
+                .or_default()
+                .insert(column, CellVersion { value, hlc });
+        }
     }
     Ok(versions)
 }

@@ -80,3 +80,11 @@ impl ApplyHarness {
         futures::executor::block_on(self.db.apply_remote(change_set)).is_ok()
     }
 }
+
+/// Applies change sets as catch-up applies one page: all in one database transaction.
+pub async fn apply_remote_batch(
+    db: &crate::WaveSyncDb,
+    change_sets: Vec<ChangeSet>,
+) -> Result<usize, crate::Error> {
+    crate::apply::apply_remote_batch(&db.shared, change_sets).await
+}

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use sea_orm::prelude::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 use wavesyncdb::ChangeSet;
@@ -134,8 +134,15 @@ async fn run(actions: Vec<Action>, final_seed: u64) {
                     .collect();
                 delivered[replica] = made.len();
                 batch.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-                for set in batch {
-                    replicas[replica].db.apply_remote(set).await.unwrap();
+                if seed % 2 == 0 {
+                    // As catch-up applies a page: every set in one transaction.
+                    wavesyncdb::testing::apply_remote_batch(&replicas[replica].db, batch)
+                        .await
+                        .unwrap();
+                } else {
+                    for set in batch {
+                        replicas[replica].db.apply_remote(set).await.unwrap();
+                    }
                 }
             }
         }
@@ -164,8 +171,19 @@ async fn run(actions: Vec<Action>, final_seed: u64) {
                 .map(|(_, set)| set.clone()),
         );
         all.shuffle(&mut rng);
-        for set in all {
-            replica.db.apply_remote(set).await.unwrap();
+        // Some one by one, some in batches (duplicates included), as live and catch-up do.
+        let mut rest = all.as_slice();
+        while !rest.is_empty() {
+            let take = rng.random_range(1..=rest.len().min(6));
+            let (batch, tail) = rest.split_at(take);
+            rest = tail;
+            if take == 1 {
+                replica.db.apply_remote(batch[0].clone()).await.unwrap();
+            } else {
+                wavesyncdb::testing::apply_remote_batch(&replica.db, batch.to_vec())
+                    .await
+                    .unwrap();
+            }
         }
         assert!(
             replica.take_change_sets().is_empty(),

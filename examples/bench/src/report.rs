@@ -54,9 +54,10 @@ pub const TARGETS: &[Target] = &[
         what: "sustained A -> B throughput",
     },
     Target {
-        figure: "catch_up.time",
-        goal: Goal::AtMost(3.0),
-        what: "catch-up after 100,000 rows offline",
+        // 100,000 rows in at most 3 s; as a rate, so that it reads the same in a quick run.
+        figure: "catch_up.rate",
+        goal: Goal::AtLeast(100_000.0 / 3.0),
+        what: "catch-up rate (target: 100,000 rows in <= 3 s)",
     },
     Target {
         figure: "storage.growth",

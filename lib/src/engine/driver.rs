@@ -44,6 +44,8 @@ struct Pull {
     through: u64,
     /// Operations of a transaction whose last page has not arrived yet.
     carry: Vec<(u64, SyncOperation)>,
+    /// The request whose answer is the next page; any other answer is stale.
+    token: u64,
 }
 
 struct PartialSet {
@@ -410,6 +412,9 @@ impl Driver {
 
     async fn start_pull(&mut self, peer: PeerId, need: Need) {
         tracing::debug!(%peer, origin = %need.origin, after = need.after, through = need.through, "catching up");
+        let token = self.token(Pending::Pull {
+            origin: need.origin,
+        });
         self.pulls.insert(
             need.origin,
             Pull {
@@ -417,11 +422,9 @@ impl Driver {
                 after: need.after,
                 through: need.through,
                 carry: Vec::new(),
+                token,
             },
         );
-        let token = self.token(Pending::Pull {
-            origin: need.origin,
-        });
         let request = Request::V1(RequestV1::Pull {
             origin: need.origin,
             after: need.after,
@@ -439,6 +442,7 @@ impl Driver {
     async fn on_page(
         &mut self,
         peer: PeerId,
+        token: u64,
         origin: NodeId,
         operations: Vec<(u64, SyncOperation)>,
         next: Option<crate::protocol::Cursor>,
@@ -446,55 +450,59 @@ impl Driver {
         let Some(pull) = self.pulls.get_mut(&origin) else {
             return;
         };
-        if pull.peer != peer {
+        if pull.peer != peer || pull.token != token {
+            // An answer to an abandoned pull.
             return;
         }
         self.shared.metrics.catch_up_page(operations.len() as u64);
         let sets = catchup::assemble(origin, &mut pull.carry, operations, next.is_none());
         let (after, through) = (pull.after, pull.through);
-        for set in sets {
-            let seq = set.seq;
-            if let Err(err) = crate::apply::apply_remote(&self.shared, set).await {
-                tracing::warn!(%origin, seq, %peer, %err, "catch-up stopped: a transaction could not be applied");
-                self.pulls.remove(&origin);
-                if matches!(err, crate::Error::Rejected(_)) {
-                    self.strike_without_metric(peer).await;
-                }
-                return;
+        if let Some(cursor) = next.clone() {
+            // Ask for the next page before applying this one: the peer reads it from its
+            // log while we write.
+            let token = self.token(Pending::Pull { origin });
+            if let Some(pull) = self.pulls.get_mut(&origin) {
+                pull.token = token;
             }
+            let request = Request::V1(RequestV1::Pull {
+                origin,
+                after,
+                through,
+                cursor: Some(cursor),
+            });
+            self.command(Command::Request {
+                peer,
+                token,
+                request,
+            })
+            .await;
         }
-        match next {
-            Some(cursor) => {
-                let token = self.token(Pending::Pull { origin });
-                let request = Request::V1(RequestV1::Pull {
-                    origin,
-                    after,
-                    through,
-                    cursor: Some(cursor),
-                });
-                self.command(Command::Request {
-                    peer,
-                    token,
-                    request,
-                })
-                .await;
+        // The page's transactions commit together: one database transaction per page.
+        if !sets.is_empty()
+            && let Err(err) = crate::apply::apply_remote_batch(&self.shared, sets).await
+        {
+            tracing::warn!(%origin, %peer, %err, "catch-up stopped: a page could not be applied");
+            self.pulls.remove(&origin);
+            if matches!(err, crate::Error::Rejected(_)) {
+                self.strike_without_metric(peer).await;
             }
-            None => {
-                self.pulls.remove(&origin);
-                // Everything up to `through` is durably applied now (transactions whose
-                // entries were all superseded leave nothing to send): count it as seen.
-                let advanced = async {
-                    let head = log::head(&self.shared.conn, origin).await?;
-                    if through > head {
-                        log::set_head(&self.shared.conn, origin, through).await?;
-                    }
-                    Ok::<_, sea_orm::DbErr>(())
-                };
-                if let Err(err) = advanced.await {
-                    tracing::warn!(%err, "recording catch-up progress");
+            return;
+        }
+        if next.is_none() {
+            self.pulls.remove(&origin);
+            // Everything up to `through` is durably applied now (transactions whose
+            // entries were all superseded leave nothing to send): count it as seen.
+            let advanced = async {
+                let head = log::head(&self.shared.conn, origin).await?;
+                if through > head {
+                    log::set_head(&self.shared.conn, origin, through).await?;
                 }
-                tracing::debug!(%peer, %origin, through, "caught up");
+                Ok::<_, sea_orm::DbErr>(())
+            };
+            if let Err(err) = advanced.await {
+                tracing::warn!(%err, "recording catch-up progress");
             }
+            tracing::debug!(%peer, %origin, through, "caught up");
         }
     }
 
@@ -580,16 +588,27 @@ impl Driver {
                     Some(Pending::Pull { origin }),
                     Response::V1(ResponseV1::Page { operations, next }),
                 ) => {
-                    self.on_page(peer, origin, operations, next).await;
+                    self.on_page(peer, token, origin, operations, next).await;
                 }
                 (Some(Pending::Pull { origin }), _) => {
-                    self.pulls.remove(&origin);
+                    if self
+                        .pulls
+                        .get(&origin)
+                        .is_some_and(|pull| pull.token == token)
+                    {
+                        self.pulls.remove(&origin);
+                    }
                 }
                 _ => {}
             },
             NetEvent::RequestFailed { peer, token } => {
                 tracing::debug!(%peer, token, "catch-up request failed");
-                if let Some(Pending::Pull { origin }) = self.pending.remove(&token) {
+                if let Some(Pending::Pull { origin }) = self.pending.remove(&token)
+                    && self
+                        .pulls
+                        .get(&origin)
+                        .is_some_and(|pull| pull.token == token)
+                {
                     self.pulls.remove(&origin);
                 }
             }

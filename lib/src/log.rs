@@ -456,23 +456,27 @@ pub(crate) async fn page(
 > {
     use crate::protocol::{Cursor, SyncOperation, WriteKind};
     use crate::schema::ROW_EXISTS_COLUMN;
-    let mut values: Vec<Value> = vec![
-        origin.0.to_vec().into(),
-        seq_value(after),
-        seq_value(through),
-    ];
+    let mut values: Vec<Value> = vec![origin.0.to_vec().into(), seq_value(through)];
     let mut sql = String::from(
         "SELECT seq, tbl, pk, col, value, hlc FROM _wavesync_log \
-         WHERE origin = ? AND seq > ? AND seq <= ?",
+         WHERE origin = ? AND seq <= ?",
     );
-    if let Some(cursor) = cursor {
-        sql.push_str(" AND (seq, tbl, pk, col) > (?, ?, ?, ?)");
-        values.extend([
-            seq_value(cursor.seq),
-            cursor.table.as_str().into(),
-            cursor.key.clone().into(),
-            cursor.column.as_str().into(),
-        ]);
+    match cursor {
+        // The cursor alone bounds the start (it lies past `after`): with a separate
+        // `seq > ?` term SQLite seeks by that one and scans every earlier page again.
+        Some(cursor) if cursor.seq > after => {
+            sql.push_str(" AND (seq, tbl, pk, col) > (?, ?, ?, ?)");
+            values.extend([
+                seq_value(cursor.seq),
+                cursor.table.as_str().into(),
+                cursor.key.clone().into(),
+                cursor.column.as_str().into(),
+            ]);
+        }
+        _ => {
+            sql.push_str(" AND seq > ?");
+            values.push(seq_value(after));
+        }
     }
     sql.push_str(" ORDER BY seq, tbl, pk, col LIMIT ?");
     values.push(Value::BigInt(Some(

@@ -126,8 +126,14 @@ pub(crate) async fn apply_remote_batch(
             log::set_head(&txn, origin, after).await?;
         }
     }
-    log::save_clock(&txn, shared.clock_reading()).await?;
+    let clock_bound = shared.clock_bound_to_persist();
+    if let Some(bound) = clock_bound {
+        log::save_clock(&txn, bound).await?;
+    }
     txn.commit().await?;
+    if let Some(bound) = clock_bound {
+        shared.clock_bound_persisted(bound);
+    }
     let mut rows = 0;
     let mut operations = Vec::new();
     for (change_set, changed) in change_sets.iter().zip(changed) {

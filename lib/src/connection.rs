@@ -35,6 +35,10 @@ use std::time::Duration;
 /// Default bound on how far ahead of our clock a remote timestamp may be.
 pub const DEFAULT_MAX_CLOCK_DRIFT: Duration = Duration::from_secs(60);
 
+/// How far ahead of the clock its persisted bound is set (see
+/// [`Shared::clock_bound_to_persist`]).
+const CLOCK_LEASE: Duration = Duration::from_secs(1);
+
 /// How many committed change sets may wait for the engine before writers wait too.
 const OUTBOX_CAPACITY: usize = 256;
 
@@ -48,6 +52,9 @@ pub(crate) struct Shared {
     outbox: Mutex<Option<async_channel::Sender<ChangeSet>>>,
     /// Orders commits of synced transactions with the hand-off of their change sets.
     pub(crate) commit_order: async_lock::Mutex<()>,
+    /// The clock bound the database holds (milliseconds): commits whose clock reading is
+    /// below it need not persist the clock again.
+    clock_bound_ms: std::sync::atomic::AtomicU64,
     pub(crate) metrics: Metrics,
     /// Capture plans by SQL text: SeaORM sends the same few texts over and over, and
     /// parsing each one again (reads included) would tax every statement.
@@ -73,12 +80,37 @@ impl Shared {
             .tick(now_ms())
     }
 
-    /// The clock's last reading, to persist.
-    pub(crate) fn clock_reading(&self) -> Hlc {
+    /// The clock's last reading.
+    fn clock_reading(&self) -> Hlc {
         self.clock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .last()
+    }
+
+    /// The clock bound a committing transaction must persist, if the clock has reached
+    /// the one the database holds. The bound is set [`CLOCK_LEASE`] ahead, so that most
+    /// commits write no clock at all, and a restarted node resumes above every timestamp
+    /// it issued or observed (at worst one lease ahead of real time, well inside peers'
+    /// drift bound).
+    pub(crate) fn clock_bound_to_persist(&self) -> Option<Hlc> {
+        let reading = self.clock_reading();
+        let held = self
+            .clock_bound_ms
+            .load(std::sync::atomic::Ordering::Acquire);
+        (reading.time_ms >= held).then(|| Hlc {
+            time_ms: reading
+                .time_ms
+                .saturating_add(CLOCK_LEASE.as_millis() as u64),
+            counter: 0,
+            node: self.node_id,
+        })
+    }
+
+    /// Records that `bound` committed.
+    pub(crate) fn clock_bound_persisted(&self, bound: Hlc) {
+        self.clock_bound_ms
+            .fetch_max(bound.time_ms, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Checks that every timestamp is within the drift bound, then observes the latest.
@@ -366,6 +398,7 @@ impl WaveSyncDbBuilder {
             bus: Bus::new(self.notification_buffer),
             outbox: Mutex::new(None),
             commit_order: async_lock::Mutex::new(()),
+            clock_bound_ms: std::sync::atomic::AtomicU64::new(0),
             metrics: Metrics::default(),
             plans: Mutex::default(),
         });

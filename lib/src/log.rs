@@ -101,14 +101,13 @@ async fn meta_get(conn: &impl ConnectionTrait, key: &str) -> Result<Option<Vec<u
     row.map(|row| read_bytes(&row, 0, key)).transpose()
 }
 
+const META_SET: &str = "INSERT INTO _wavesync_meta (key, value) VALUES (?, ?) \
+                        ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
 async fn meta_set(conn: &impl ConnectionTrait, key: &str, value: Vec<u8>) -> Result<(), DbErr> {
-    conn.execute_raw(stmt(
-        "INSERT INTO _wavesync_meta (key, value) VALUES (?, ?) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        vec![key.into(), value.into()],
-    ))
-    .await
-    .map(drop)
+    conn.execute_raw(stmt(META_SET, vec![key.into(), value.into()]))
+        .await
+        .map(drop)
 }
 
 /// This node's libp2p identity, created and persisted on first use, so the node keeps
@@ -136,26 +135,11 @@ pub(crate) async fn load_clock(conn: &impl ConnectionTrait) -> Result<Option<Hlc
         .transpose()
 }
 
-/// Persists the clock reading (in the caller's transaction).
+/// Persists a clock bound (in the caller's transaction): every timestamp this node has
+/// issued or observed up to now is at most it, so after a restart the clock resumes
+/// above it.
 pub(crate) async fn save_clock(conn: &impl ConnectionTrait, hlc: Hlc) -> Result<(), DbErr> {
     meta_set(conn, "hlc", hlc.to_bytes().to_vec()).await
-}
-
-/// Takes the next sequence number of `origin` (this node) for a committing transaction.
-pub(crate) async fn next_local_seq(
-    conn: &impl ConnectionTrait,
-    origin: NodeId,
-) -> Result<u64, DbErr> {
-    let row = conn
-        .query_one_raw(stmt(
-            "INSERT INTO _wavesync_heads (origin, seq) VALUES (?, 1) \
-             ON CONFLICT (origin) DO UPDATE SET seq = seq + 1 RETURNING seq",
-            vec![origin.0.to_vec().into()],
-        ))
-        .await?
-        .ok_or_else(|| corrupt("no sequence number returned"))?;
-    let seq: i64 = row.try_get_by_index(0)?;
-    u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
 }
 
 /// The highest contiguous sequence number of `origin` applied here (0 if none).
@@ -217,44 +201,117 @@ pub(crate) async fn store(
     conn: &impl ConnectionTrait,
     entries: Vec<LogEntry>,
 ) -> Result<(), DbErr> {
-    let mut latest: HashMap<(String, Vec<u8>, String), usize> = HashMap::new();
+    for (sql, values) in store_statements(&entries, None) {
+        conn.execute_raw(stmt(&sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// The bookkeeping of a local commit, in one round trip to SQLite: takes `origin`'s next
+/// sequence number, stores `entries` under it (their own `origin` and `seq` are not
+/// used), and persists `clock_bound` if given. Returns the sequence number.
+///
+/// The number comes from the database, not from memory, so that two processes writing
+/// one file (a CLI next to a running app) never hand out the same number.
+pub(crate) async fn record_local_commit(
+    conn: &impl ConnectionTrait,
+    origin: NodeId,
+    entries: &[LogEntry],
+    clock_bound: Option<Hlc>,
+) -> Result<u64, DbErr> {
+    let mut sql = String::from(
+        "INSERT INTO _wavesync_heads (origin, seq) VALUES (?, 1) \
+         ON CONFLICT (origin) DO UPDATE SET seq = seq + 1 RETURNING seq",
+    );
+    let mut values: Vec<Value> = vec![origin.0.to_vec().into()];
+    for (statement, statement_values) in store_statements(entries, Some(origin)) {
+        sql.push_str(";\n");
+        sql.push_str(&statement);
+        values.extend(statement_values);
+    }
+    if let Some(bound) = clock_bound {
+        sql.push_str(";\n");
+        sql.push_str(META_SET);
+        values.extend(["hlc".into(), bound.to_bytes().to_vec().into()]);
+    }
+    // Several statements in one: SQLite runs them in order, each binding its own share
+    // of the parameters; only the first returns a row.
+    let row = conn
+        .query_all_raw(stmt(&sql, values))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no sequence number returned"))?;
+    let seq: i64 = row.try_get_by_index(0)?;
+    u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
+}
+
+/// The INSERT statements that store `entries` (the latest entry per cell), each within
+/// the parameter bound. With `local_origin`, every entry is stored as that origin's
+/// with the sequence number its head holds at that moment.
+fn store_statements(
+    entries: &[LogEntry],
+    local_origin: Option<NodeId>,
+) -> Vec<(String, Vec<Value>)> {
+    let mut latest: HashMap<(&str, &[u8], &str), usize> = HashMap::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
         latest.insert(
-            (entry.table.clone(), entry.key.clone(), entry.column.clone()),
+            (
+                entry.table.as_str(),
+                entry.key.as_slice(),
+                entry.column.as_str(),
+            ),
             index,
         );
     }
     let mut keep: Vec<usize> = latest.into_values().collect();
     keep.sort_unstable();
-    for chunk in keep.chunks(MAX_PARAMS / 7) {
-        let mut sql = String::from(
-            "INSERT INTO _wavesync_log (tbl, pk, col, value, hlc, origin, seq) VALUES ",
-        );
-        let mut values = Vec::with_capacity(chunk.len() * 7);
+    let width = if local_origin.is_some() { 5 } else { 7 };
+    let tuple = if local_origin.is_some() {
+        "(?, ?, ?, ?, ?)"
+    } else {
+        "(?, ?, ?, ?, ?, ?, ?)"
+    };
+    let mut statements = Vec::new();
+    for chunk in keep.chunks(MAX_PARAMS / width) {
+        let mut sql =
+            String::from("INSERT INTO _wavesync_log (tbl, pk, col, value, hlc, origin, seq) ");
+        sql.push_str(if local_origin.is_some() {
+            "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, h.origin, h.seq \
+             FROM (VALUES "
+        } else {
+            "VALUES "
+        });
+        let mut values = Vec::with_capacity(chunk.len() * width + 1);
         for (n, &index) in chunk.iter().enumerate() {
             let entry = &entries[index];
-            sql.push_str(if n == 0 {
-                "(?, ?, ?, ?, ?, ?, ?)"
-            } else {
-                ", (?, ?, ?, ?, ?, ?, ?)"
-            });
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(tuple);
             values.extend([
                 entry.table.as_str().into(),
                 entry.key.clone().into(),
                 entry.column.as_str().into(),
                 entry.version.value.to_sea_value(),
                 entry.version.hlc.to_bytes().to_vec().into(),
-                entry.origin.0.to_vec().into(),
-                seq_value(entry.seq),
             ]);
+            if local_origin.is_none() {
+                values.extend([entry.origin.0.to_vec().into(), seq_value(entry.seq)]);
+            }
+        }
+        if let Some(origin) = local_origin {
+            // `WHERE` also keeps SQLite from reading `ON CONFLICT` as part of the join.
+            sql.push_str(") AS v, _wavesync_heads AS h WHERE h.origin = ?");
+            values.push(origin.0.to_vec().into());
         }
         sql.push_str(
             " ON CONFLICT (tbl, pk, col) DO UPDATE SET value = excluded.value, \
              hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq",
         );
-        conn.execute_raw(stmt(&sql, values)).await?;
+        statements.push((sql, values));
     }
-    Ok(())
+    statements
 }
 
 /// Every cell version the log holds for one row.

@@ -4,8 +4,9 @@
 //! Owns [`WaveSyncTransaction`]. Every write to a synced table runs inside one (an
 //! autocommit write gets an internal one), with the capture's `RETURNING` rows turned into
 //! [`SyncOperation`]s and buffered. Commit writes the buffered operations to the log, takes
-//! the transaction's sequence number and persists the clock in the same database
-//! transaction, commits, and only then hands the one [`ChangeSet`] to the engine channel and
+//! the transaction's sequence number and, when the clock has passed its persisted bound,
+//! a new bound, all in the same database transaction (and in one round trip to SQLite);
+//! commits, and only then hands the one [`ChangeSet`] to the engine channel and
 //! the notifications to the bus. A rollback, or a drop without commit, discards the buffer
 //! with the database changes, so nothing that did not commit is ever sent.
 //!
@@ -265,7 +266,6 @@ async fn commit_outermost(
     // sets reach the engine in sequence order.
     let _in_order = shared.commit_order.lock().await;
     let origin = shared.node_id;
-    let seq = log::next_local_seq(&txn, origin).await?;
     let mut entries = Vec::new();
     for op in &operations {
         let key: Vec<_> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
@@ -277,13 +277,17 @@ async fn commit_outermost(
                 column,
                 version,
                 origin,
-                seq,
+                // Numbered by `record_local_commit`.
+                seq: 0,
             });
         }
     }
-    log::store(&txn, entries).await?;
-    log::save_clock(&txn, shared.clock_reading()).await?;
+    let clock_bound = shared.clock_bound_to_persist();
+    let seq = log::record_local_commit(&txn, origin, &entries, clock_bound).await?;
     txn.commit().await?;
+    if let Some(bound) = clock_bound {
+        shared.clock_bound_persisted(bound);
+    }
     tracing::debug!(
         seq,
         operations = operations.len(),

@@ -202,6 +202,24 @@ on_both_executors! {
         assert_eq!(after.seq, 2, "sequence numbers continue");
     }
 
+    async fn a_clock_that_followed_a_peer_resumes_above_it_after_a_restart() {
+        let a = TestDb::new().await;
+        task("x", "v").insert(&a.db).await.unwrap();
+        let mut set = a.take_change_sets().remove(0);
+        // 30 s ahead: within the drift bound, and far ahead of the wall clock.
+        set.operations[0].hlc.time_ms += 30_000;
+        let remote: Hlc = set.operations[0].hlc;
+        let b = TestDb::new().await;
+        // Local writes first, so the clock bound is persisted before the remote stamp.
+        task("before", "v").insert(&b.db).await.unwrap();
+        b.db.apply_remote(set).await.unwrap();
+        let _ = b.take_change_sets();
+        let b = b.reopen().await;
+        task("y", "after restart").insert(&b.db).await.unwrap();
+        let local = b.take_change_sets().remove(0).operations[0].hlc;
+        assert!(local > remote, "{local:?} must follow {remote:?} across a restart");
+    }
+
     async fn deleted_rows_come_back_with_a_later_insert() {
         let a = TestDb::new().await;
         task("x", "first").insert(&a.db).await.unwrap();

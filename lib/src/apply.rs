@@ -105,31 +105,19 @@ pub(crate) async fn apply_remote_batch(
         });
     }
     let positions: Vec<(NodeId, u64)> = sets.iter().map(|set| (set.origin, set.seq)).collect();
-    let changed = merge_and_write(&txn, sets).await?;
-    // A head advances over the sets that follow it without a gap.
-    let mut heads: Vec<(NodeId, u64, u64)> = Vec::new();
-    for (origin, seq) in positions {
-        let index = match heads.iter().position(|(o, _, _)| *o == origin) {
-            Some(index) => index,
-            None => {
-                let head = log::head(&txn, origin).await?;
-                heads.push((origin, head, head));
-                heads.len() - 1
-            }
-        };
-        if seq == heads[index].2 + 1 {
-            heads[index].2 = seq;
-        }
-    }
-    for (origin, before, after) in heads {
-        if after != before {
-            log::set_head(&txn, origin, after).await?;
-        }
-    }
+    let (changed, mut statements) = merge_and_write(&txn, sets).await?;
+    // A head advances over the sets that follow it without a gap, in order.
+    statements.extend(
+        positions
+            .into_iter()
+            .map(|(origin, seq)| log::advance_head_statement(origin, seq)),
+    );
     let clock_bound = shared.clock_bound_to_persist();
     if let Some(bound) = clock_bound {
-        log::save_clock(&txn, bound).await?;
+        statements.push(log::save_clock_statement(bound));
     }
+    // Every write of the batch in one round trip to SQLite.
+    log::execute_all(&txn, statements).await?;
     txn.commit().await?;
     if let Some(bound) = clock_bound {
         shared.clock_bound_persisted(bound);
@@ -252,12 +240,16 @@ struct TouchedRow {
     primary_key: Vec<(String, CellValue)>,
 }
 
-/// Merges the sets' operations into the log, in order, and rewrites the rows they won;
-/// returns, per set, the operations that changed something.
+/// The statements to run for a batch, and what they are for.
+type Writes = Vec<(String, Vec<sea_orm::Value>)>;
+
+/// Merges the sets' operations against the log, in order; returns, per set, the
+/// operations that changed something, and the statements that store the winning versions
+/// and rewrite the rows they won (not run yet).
 async fn merge_and_write(
     txn: &DatabaseTransaction,
     sets: Vec<AdmittedSet>,
-) -> Result<Vec<Vec<SyncOperation>>, DbErr> {
+) -> Result<(Vec<Vec<SyncOperation>>, Writes), DbErr> {
     // The versions of every row the sets touch, read up front in one statement per
     // table; later operations merge against earlier ones.
     let mut keys_by_table: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
@@ -333,19 +325,19 @@ async fn merge_and_write(
         }
         changed.push(changed_here);
     }
-    log::store(txn, entries).await?;
     for (table, columns) in &pending {
         tracing::debug!(%table, ?columns, "keeping remote values for columns this peer lacks");
         migrate::record_pending(txn, table, columns).await?;
     }
+    let mut statements = log::store_statements(&entries, None);
     let mut writes = RowWrites::default();
     for row in touched {
         let held = &rows[&(row.meta.name.clone(), row.key)];
         let state = row_state(&row.meta, held);
-        writes.push(txn, row.meta, row.primary_key, state).await?;
+        writes.push(row.meta, row.primary_key, state);
     }
-    writes.flush(txn).await?;
-    Ok(changed)
+    statements.extend(writes.finish());
+    Ok((changed, statements))
 }
 
 /// The log key of an operation's row.
@@ -371,16 +363,17 @@ struct RowWrites {
     /// Per row: its key values, then its value columns' values.
     rows: Vec<Vec<CellValue>>,
     params: usize,
+    /// The statements made so far, in order.
+    statements: Vec<(String, Vec<sea_orm::Value>)>,
 }
 
 impl RowWrites {
-    async fn push(
+    fn push(
         &mut self,
-        txn: &DatabaseTransaction,
         meta: Arc<TableMeta>,
         primary_key: Vec<(String, CellValue)>,
         state: RowState,
-    ) -> Result<(), DbErr> {
+    ) {
         let (shape, values) = match state {
             RowState::Absent => (Shape::Delete, Vec::new()),
             RowState::Complete(values) => (
@@ -389,8 +382,11 @@ impl RowWrites {
             ),
             partial @ RowState::Partial(_) => {
                 // Rare (a row whose insert is still on its way): written on its own.
-                self.flush(txn).await?;
-                return write_row(txn, &meta, &primary_key, partial).await;
+                self.flush();
+                if let Some(statement) = row_statement(&meta, &primary_key, partial) {
+                    self.statements.push(split(statement));
+                }
+                return;
             }
         };
         let row: Vec<CellValue> = primary_key
@@ -403,22 +399,22 @@ impl RowWrites {
             .as_ref()
             .is_some_and(|(m, s)| m.name == meta.name && *s == shape);
         if !same || self.params + row.len() > log::MAX_PARAMS {
-            self.flush(txn).await?;
+            self.flush();
             self.batch = Some((meta, shape));
         }
         self.params += row.len();
         self.rows.push(row);
-        Ok(())
     }
 
-    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    /// Turns the gathered rows into a statement.
+    fn flush(&mut self) {
         let rows = std::mem::take(&mut self.rows);
         self.params = 0;
         let Some((meta, shape)) = self.batch.take() else {
-            return Ok(());
+            return;
         };
         if rows.is_empty() {
-            return Ok(());
+            return;
         }
         let table = quote_ident(&meta.name);
         let keys: Vec<String> = meta.primary_key.iter().map(|k| quote_ident(k)).collect();
@@ -454,14 +450,21 @@ impl RowWrites {
                 )
             }
         };
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            statement,
-            values,
-        ))
-        .await
-        .map(drop)
+        self.statements.push((statement, values.collect()));
     }
+
+    /// Every statement, in order.
+    fn finish(mut self) -> Vec<(String, Vec<sea_orm::Value>)> {
+        self.flush();
+        self.statements
+    }
+}
+
+fn split(statement: Statement) -> (String, Vec<sea_orm::Value>) {
+    (
+        statement.sql,
+        statement.values.map(|values| values.0).unwrap_or_default(),
+    )
 }
 
 /// Makes the user table's row match its state.
@@ -471,6 +474,18 @@ pub(crate) async fn write_row(
     primary_key: &[(String, CellValue)],
     state: RowState,
 ) -> Result<(), DbErr> {
+    match row_statement(meta, primary_key, state) {
+        Some(statement) => txn.execute_raw(statement).await.map(drop),
+        None => Ok(()),
+    }
+}
+
+/// The statement that makes the user table's row match its state (`None`: nothing to do).
+fn row_statement(
+    meta: &TableMeta,
+    primary_key: &[(String, CellValue)],
+    state: RowState,
+) -> Option<Statement> {
     let table = quote_ident(&meta.name);
     let key_match = primary_key
         .iter()
@@ -484,7 +499,7 @@ pub(crate) async fn write_row(
             format!("DELETE FROM {table} WHERE {key_match}"),
             key_values,
         ),
-        RowState::Partial(values) if values.is_empty() => return Ok(()),
+        RowState::Partial(values) if values.is_empty() => return None,
         RowState::Partial(values) => {
             let set = values
                 .iter()
@@ -532,5 +547,5 @@ pub(crate) async fn write_row(
             )
         }
     };
-    txn.execute_raw(statement).await.map(drop)
+    Some(statement)
 }

@@ -135,11 +135,56 @@ pub(crate) async fn load_clock(conn: &impl ConnectionTrait) -> Result<Option<Hlc
         .transpose()
 }
 
-/// Persists a clock bound (in the caller's transaction): every timestamp this node has
-/// issued or observed up to now is at most it, so after a restart the clock resumes
-/// above it.
-pub(crate) async fn save_clock(conn: &impl ConnectionTrait, hlc: Hlc) -> Result<(), DbErr> {
-    meta_set(conn, "hlc", hlc.to_bytes().to_vec()).await
+/// The statement that records `origin`'s transaction `seq` as applied if it is the next
+/// one expected (the head is `seq - 1`, or there is none and `seq` is 1); else it changes
+/// nothing. Run in order, such statements advance a head over a run without gaps.
+pub(crate) fn advance_head_statement(origin: NodeId, seq: u64) -> (String, Vec<Value>) {
+    (
+        // The SELECT yields a row only when there is a head to update (then the upsert
+        // decides) or when `seq` starts the origin's history.
+        "INSERT INTO _wavesync_heads (origin, seq) SELECT ?, ? \
+         WHERE ? = 1 OR EXISTS (SELECT 1 FROM _wavesync_heads WHERE origin = ?) \
+         ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq \
+         WHERE _wavesync_heads.seq + 1 = excluded.seq"
+            .to_owned(),
+        vec![
+            origin.0.to_vec().into(),
+            seq_value(seq),
+            seq_value(seq),
+            origin.0.to_vec().into(),
+        ],
+    )
+}
+
+/// The statement that persists a clock bound, run in the committing transaction: every
+/// timestamp this node has issued or observed up to now is at most it, so after a
+/// restart the clock resumes above it.
+pub(crate) fn save_clock_statement(hlc: Hlc) -> (String, Vec<Value>) {
+    (
+        META_SET.to_owned(),
+        vec!["hlc".into(), hlc.to_bytes().to_vec().into()],
+    )
+}
+
+/// Runs `statements` in order, in one round trip to SQLite (each binds its own share of
+/// the parameters).
+pub(crate) async fn execute_all(
+    conn: &impl ConnectionTrait,
+    statements: Vec<(String, Vec<Value>)>,
+) -> Result<(), DbErr> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::with_capacity(statements.iter().map(|(s, _)| s.len() + 2).sum());
+    let mut values = Vec::with_capacity(statements.iter().map(|(_, v)| v.len()).sum());
+    for (statement, statement_values) in statements {
+        if !sql.is_empty() {
+            sql.push_str(";\n");
+        }
+        sql.push_str(&statement);
+        values.extend(statement_values);
+    }
+    conn.execute_raw(stmt(&sql, values)).await.map(drop)
 }
 
 /// The highest contiguous sequence number of `origin` applied here (0 if none).
@@ -195,18 +240,6 @@ pub(crate) async fn set_head(
     .map(drop)
 }
 
-/// Stores cell versions, replacing what the log held for the same cells. Within one call a
-/// later entry for the same cell replaces an earlier one.
-pub(crate) async fn store(
-    conn: &impl ConnectionTrait,
-    entries: Vec<LogEntry>,
-) -> Result<(), DbErr> {
-    for (sql, values) in store_statements(&entries, None) {
-        conn.execute_raw(stmt(&sql, values)).await?;
-    }
-    Ok(())
-}
-
 /// The bookkeeping of a local commit, in one round trip to SQLite: takes `origin`'s next
 /// sequence number, stores `entries` under it (their own `origin` and `seq` are not
 /// used), and persists `clock_bound` if given. Returns the sequence number.
@@ -249,7 +282,12 @@ pub(crate) async fn record_local_commit(
 /// The INSERT statements that store `entries` (the latest entry per cell), each within
 /// the parameter bound. With `local_origin`, every entry is stored as that origin's
 /// with the sequence number its head holds at that moment.
-fn store_statements(
+///
+/// Entries that share table, origin and sequence number (a transaction's cells of one
+/// table: nearly all of them) go into one statement that binds those three once: a
+/// catch-up page stores thousands of cells, and every bound value costs an allocation
+/// here and a copy in SQLite.
+pub(crate) fn store_statements(
     entries: &[LogEntry],
     local_origin: Option<NodeId>,
 ) -> Vec<(String, Vec<Value>)> {
@@ -266,50 +304,55 @@ fn store_statements(
     }
     let mut keep: Vec<usize> = latest.into_values().collect();
     keep.sort_unstable();
-    let width = if local_origin.is_some() { 5 } else { 7 };
-    let tuple = if local_origin.is_some() {
-        "(?, ?, ?, ?, ?)"
-    } else {
-        "(?, ?, ?, ?, ?, ?, ?)"
+    let same_group = |a: &LogEntry, b: &LogEntry| {
+        a.table == b.table && (local_origin.is_some() || (a.origin == b.origin && a.seq == b.seq))
     };
     let mut statements = Vec::new();
-    for chunk in keep.chunks(MAX_PARAMS / width) {
-        let mut sql =
-            String::from("INSERT INTO _wavesync_log (tbl, pk, col, value, hlc, origin, seq) ");
-        sql.push_str(if local_origin.is_some() {
-            "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, h.origin, h.seq \
-             FROM (VALUES "
-        } else {
-            "VALUES "
-        });
-        let mut values = Vec::with_capacity(chunk.len() * width + 1);
-        for (n, &index) in chunk.iter().enumerate() {
-            let entry = &entries[index];
-            if n > 0 {
-                sql.push_str(", ");
+    for group in keep.chunk_by(|&a, &b| same_group(&entries[a], &entries[b])) {
+        for chunk in group.chunks(MAX_PARAMS / 4) {
+            let first = &entries[chunk[0]];
+            let mut sql = String::with_capacity(200 + chunk.len() * 14);
+            let mut values = Vec::with_capacity(chunk.len() * 4 + 3);
+            sql.push_str(
+                "INSERT INTO _wavesync_log (tbl, pk, col, value, hlc, origin, seq) \
+                 SELECT ?, v.column1, v.column2, v.column3, v.column4, ",
+            );
+            values.push(first.table.as_str().into());
+            if local_origin.is_some() {
+                sql.push_str("h.origin, h.seq FROM (VALUES ");
+            } else {
+                sql.push_str("?, ? FROM (VALUES ");
+                values.extend([first.origin.0.to_vec().into(), seq_value(first.seq)]);
             }
-            sql.push_str(tuple);
-            values.extend([
-                entry.table.as_str().into(),
-                entry.key.clone().into(),
-                entry.column.as_str().into(),
-                entry.version.value.to_sea_value(),
-                entry.version.hlc.to_bytes().to_vec().into(),
-            ]);
-            if local_origin.is_none() {
-                values.extend([entry.origin.0.to_vec().into(), seq_value(entry.seq)]);
+            for (n, &index) in chunk.iter().enumerate() {
+                let entry = &entries[index];
+                sql.push_str(if n == 0 {
+                    "(?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?)"
+                });
+                values.extend([
+                    entry.key.clone().into(),
+                    entry.column.as_str().into(),
+                    entry.version.value.to_sea_value(),
+                    entry.version.hlc.to_bytes().to_vec().into(),
+                ]);
             }
+            // The `WHERE` also keeps SQLite from reading `ON CONFLICT` as part of the
+            // `FROM` clause.
+            match local_origin {
+                Some(origin) => {
+                    sql.push_str(") AS v, _wavesync_heads AS h WHERE h.origin = ?");
+                    values.push(origin.0.to_vec().into());
+                }
+                None => sql.push_str(") AS v WHERE true"),
+            }
+            sql.push_str(
+                " ON CONFLICT (tbl, pk, col) DO UPDATE SET value = excluded.value, \
+                 hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq",
+            );
+            statements.push((sql, values));
         }
-        if let Some(origin) = local_origin {
-            // `WHERE` also keeps SQLite from reading `ON CONFLICT` as part of the join.
-            sql.push_str(") AS v, _wavesync_heads AS h WHERE h.origin = ?");
-            values.push(origin.0.to_vec().into());
-        }
-        sql.push_str(
-            " ON CONFLICT (tbl, pk, col) DO UPDATE SET value = excluded.value, \
-             hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq",
-        );
-        statements.push((sql, values));
     }
     statements
 }

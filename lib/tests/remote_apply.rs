@@ -157,6 +157,29 @@ on_both_executors! {
         assert_eq!(all_tasks(&b.db).await, all_tasks(&a.db).await);
     }
 
+    async fn the_head_follows_transactions_applied_in_order_one_by_one_or_in_a_batch() {
+        let a = TestDb::new().await;
+        for key in ["k1", "k2", "k3", "k4", "k5", "k6"] {
+            task(key, "v").insert(&a.db).await.unwrap();
+        }
+        let sets = a.take_change_sets();
+        let origin = a.db.node_id();
+        let b = TestDb::new().await;
+        for set in &sets[..3] {
+            b.db.apply_remote(set.clone()).await.unwrap();
+        }
+        assert_eq!(b.db.head(origin).await.unwrap(), 3);
+        // Out of order within a batch: 5 waits for 4, which comes later in the batch.
+        let batch = vec![sets[4].clone(), sets[3].clone()];
+        wavesyncdb::testing::apply_remote_batch(&b.db, batch).await.unwrap();
+        assert_eq!(b.db.head(origin).await.unwrap(), 4, "5 came before 4");
+        wavesyncdb::testing::apply_remote_batch(&b.db, vec![sets[4].clone(), sets[5].clone()])
+            .await
+            .unwrap();
+        assert_eq!(b.db.head(origin).await.unwrap(), 6);
+        assert_eq!(all_tasks(&b.db).await, all_tasks(&a.db).await);
+    }
+
     async fn an_update_that_arrives_before_its_insert_is_kept_until_the_row_arrives() {
         let a = TestDb::new().await;
         let model = task("x", "v0").insert(&a.db).await.unwrap();

@@ -74,6 +74,11 @@ pub async fn run(place: &Place, scale: &Scale, report: &mut Report) -> Result<()
         "bytes/row",
     );
     report.record(
+        place.name("storage.after_1_update"),
+        after_one_update,
+        "bytes/row",
+    );
+    report.record(
         place.name("storage.after_10_updates"),
         after_updates,
         "bytes/row",

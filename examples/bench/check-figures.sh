@@ -10,7 +10,7 @@ figures=(
   latency.p50 latency.p99 latency.max
   throughput throughput.commit_rate_a
   catch_up.time catch_up.rate catch_up.bytes catch_up.operations
-  storage.table storage.after_insert storage.after_1_update storage.after_10_updates storage.growth
+  storage.table storage.after_insert storage.after_1_update storage.after_10_updates storage.first_update_growth storage.growth
   memory.idle_rss memory.peak_rss
   fan_out.p50 fan_out.max
 )

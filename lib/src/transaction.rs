@@ -142,9 +142,24 @@ impl WaveSyncTransaction {
         capture: &Capture,
         values: Option<Values>,
     ) -> Result<Vec<QueryResult>, DbErr> {
+        self.captured_query_after(None, capture, values).await
+    }
+
+    /// Like [`Self::captured_query`], running `setup` (statements without parameters)
+    /// first in the same round trip to SQLite.
+    async fn captured_query_after(
+        &self,
+        setup: Option<&str>,
+        capture: &Capture,
+        values: Option<Values>,
+    ) -> Result<Vec<QueryResult>, DbErr> {
         let hlc = self.shared.tick();
+        let sql = match setup {
+            Some(setup) => format!("{setup};\n{}", capture.sql),
+            None => capture.sql.clone(),
+        };
         let statement = Statement {
-            sql: capture.sql.clone(),
+            sql,
             values,
             db_backend: DbBackend::Sqlite,
         };
@@ -190,14 +205,15 @@ impl WaveSyncTransaction {
         capture: &Capture,
         values: Option<Values>,
     ) -> Result<ExecResult, DbErr> {
-        self.prepare_row_counter().await?;
-        let rows = self.captured_query(capture, values).await?;
+        let rows = self
+            .captured_query_after(Some(ROW_COUNTER_SETUP), capture, values)
+            .await?;
         self.exec_result(rows.len() as u64).await
     }
 
     /// Runs a script whose steps include captured writes.
     pub(crate) async fn run_script(&self, steps: &[Step]) -> Result<ExecResult, DbErr> {
-        self.prepare_row_counter().await?;
+        self.txn.execute_unprepared(ROW_COUNTER_SETUP).await?;
         let mut rows_affected = 0;
         for step in steps {
             rows_affected += match step {
@@ -215,34 +231,22 @@ impl WaveSyncTransaction {
         self.exec_result(rows_affected).await
     }
 
-    // SeaORM cannot build an `ExecResult` by hand for SQLite (its `proxy` feature does not
-    // compile with sqlx-sqlite in 2.0), and a captured write runs as a query so that its
-    // RETURNING rows can be read. So SQLite itself makes the result: an UPDATE of exactly
-    // `rows_affected` rows of a per-connection temp table. Writes to a WITHOUT ROWID table
-    // leave `last_insert_rowid()` alone, so the result also carries the captured write's
-    // last insert id, as `execute` would have.
-    async fn prepare_row_counter(&self) -> Result<(), DbErr> {
-        self.txn
-            .execute_unprepared(
-                "CREATE TEMP TABLE IF NOT EXISTS _wavesync_row_counter \
-                 (n INTEGER PRIMARY KEY NOT NULL) WITHOUT ROWID",
-            )
-            .await
-            .map(drop)
-    }
-
+    /// The result of `execute` for a captured write of `rows_affected` rows, made by
+    /// SQLite itself (see [`ROW_COUNTER_SETUP`]).
     async fn exec_result(&self, rows_affected: u64) -> Result<ExecResult, DbErr> {
         let wanted = sea_orm::Value::BigInt(Some(i64::try_from(rows_affected).unwrap_or(i64::MAX)));
-        self.txn
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                "WITH RECURSIVE more(n) AS ( \
-                     SELECT coalesce(max(n), 0) + 1 FROM temp._wavesync_row_counter \
-                     UNION ALL SELECT n + 1 FROM more WHERE n < ?) \
-                 INSERT INTO temp._wavesync_row_counter (n) SELECT n FROM more WHERE n <= ?",
-                [wanted.clone(), wanted.clone()],
-            ))
-            .await?;
+        if rows_affected > ROW_COUNTER_PREFILLED {
+            self.txn
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    "WITH RECURSIVE more(n) AS ( \
+                         SELECT coalesce(max(n), 0) + 1 FROM temp._wavesync_row_counter \
+                         UNION ALL SELECT n + 1 FROM more WHERE n < ?) \
+                     INSERT INTO temp._wavesync_row_counter (n) SELECT n FROM more WHERE n <= ?",
+                    [wanted.clone(), wanted.clone()],
+                ))
+                .await?;
+        }
         self.txn
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Sqlite,
@@ -252,6 +256,23 @@ impl WaveSyncTransaction {
             .await
     }
 }
+
+/// Rows [`ROW_COUNTER_SETUP`] makes sure the counter table has (the 64 written there).
+const ROW_COUNTER_PREFILLED: u64 = 64;
+
+// SeaORM cannot build an `ExecResult` by hand for SQLite (its `proxy` feature does not
+// compile with sqlx-sqlite in 2.0), and a captured write runs as a query so that its
+// RETURNING rows can be read. So SQLite itself makes the result: an UPDATE of exactly
+// `rows_affected` rows of a per-connection temp table. This setup runs in the same round
+// trip as the write, before it: writes to a WITHOUT ROWID table leave
+// `last_insert_rowid()` alone, so the result also carries the captured write's last
+// insert id, as `execute` would have. Most writes touch few rows, so the table is filled
+// up front and the result costs one more statement.
+const ROW_COUNTER_SETUP: &str = "CREATE TEMP TABLE IF NOT EXISTS _wavesync_row_counter \
+     (n INTEGER PRIMARY KEY NOT NULL) WITHOUT ROWID;\n\
+     INSERT OR IGNORE INTO temp._wavesync_row_counter (n) \
+     WITH RECURSIVE more(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM more WHERE n < 64) \
+     SELECT n FROM more WHERE NOT EXISTS (SELECT 1 FROM temp._wavesync_row_counter WHERE n = 64)";
 
 /// Logs `operations` in `txn`, commits, and publishes the change set.
 async fn commit_outermost(

@@ -285,6 +285,27 @@ on_both_executors! {
         assert_replica_matches(&t, &sets).await;
     }
 
+    async fn execute_counts_rows_past_the_prefilled_counter() {
+        let t = TestDb::new().await;
+        let values: Vec<String> = (0..150).map(|i| format!("('k{i:03}', 't', 0, 1.0)")).collect();
+        let inserted = t.db.execute_unprepared(&format!(
+            "INSERT INTO tasks (id, title, completed, weight) VALUES {}",
+            values.join(", ")
+        )).await.unwrap();
+        assert_eq!(inserted.rows_affected(), 150);
+        for (filter, expected) in [("id < 'k003'", 3), ("id < 'k100'", 100), ("1", 150), ("id < 'k070'", 70)] {
+            let updated = t.db.execute_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("UPDATE tasks SET title = 'u' WHERE {filter}"),
+            )).await.unwrap();
+            assert_eq!(updated.rows_affected(), expected, "{filter}");
+        }
+        let deleted = t.db.execute_raw(Statement::from_string(DbBackend::Sqlite, "DELETE FROM tasks WHERE id >= 'k080'")).await.unwrap();
+        assert_eq!(deleted.rows_affected(), 70);
+        let sets = t.take_change_sets();
+        assert_replica_matches(&t, &sets).await;
+    }
+
     async fn composite_keys() {
         let t = TestDb::new().await;
         for (group, user, role) in [("g 1", 1, "admin"), ("g 1", 2, "member"), ("g,2", 1, "member")] {

@@ -62,7 +62,7 @@ pub const TARGETS: &[Target] = &[
     Target {
         figure: "storage.growth",
         goal: Goal::AtMost(1.1),
-        what: "sync metadata after 10 updates per row / after the insert (flat = 1.0)",
+        what: "sync metadata after 10 updates per row / after 1 (flat = 1.0)",
     },
     Target {
         figure: "memory.idle_rss",

@@ -4,9 +4,9 @@
 set -euo pipefail
 output="$1"
 figures=(
-  write.insert.raw write.insert.synced write.insert.ratio
-  write.update.raw write.update.synced write.update.ratio
-  write.insert_many.raw write.insert_many.synced write.insert_many.ratio
+  write.insert.raw write.insert.synced write.insert.no_network write.insert.ratio
+  write.update.raw write.update.synced write.update.no_network write.update.ratio
+  write.insert_many.raw write.insert_many.synced write.insert_many.no_network write.insert_many.ratio
   latency.p50 latency.p99 latency.max
   throughput throughput.commit_rate_a
   catch_up.time catch_up.rate catch_up.bytes catch_up.operations

@@ -19,7 +19,7 @@ use crate::schema::Registry;
 use crate::schema::builder::SchemaBuilder;
 use crate::secret::GroupSecret;
 use crate::status::{PeerInfo, SyncStatus};
-use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
+use crate::transaction::{ResultStream, WaveSyncTransaction, autocommit_write, run_transaction};
 use crate::{apply, log};
 use libp2p::{Multiaddr, PeerId};
 use sea_orm::{
@@ -227,19 +227,25 @@ pub(crate) fn notifications(
 }
 
 /// The SQLite settings WaveSyncDB opens its database with, as SeaORM `ConnectOptions`:
-/// WAL journal, `synchronous = NORMAL`, a 10 s busy timeout, no per-statement logging.
+/// WAL journal, `synchronous = NORMAL`, a 10 s busy timeout, no ping before each use of a
+/// pooled connection, no per-statement logging.
 ///
 /// Open a plain SeaORM connection with these to compare like with like (the benchmark
 /// does), or to read a WaveSyncDB file from another tool without changing its journal.
 pub fn sqlite_connect_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
-    options.sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
-        // WAL keeps readers and the writer apart; NORMAL is durable against process
-        // crashes (a power cut may lose the last commits, never corrupt).
-        opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-    });
+    options
+        .sqlx_logging(false)
+        // A connection to a local file does not go stale: pinging it before every use
+        // would cost a round trip to SQLite's thread per statement.
+        .test_before_acquire(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            // WAL keeps readers and the writer apart; NORMAL is durable against process
+            // crashes (a power cut may lose the last commits, never corrupt).
+            opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+        });
     options
 }
 
@@ -578,10 +584,9 @@ impl ConnectionTrait for WaveSyncDb {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self.shared.plan_statement(&stmt.sql)? {
-            Some(capture) => {
-                self.autocommit(async |txn| txn.captured_execute(&capture, stmt.values).await)
-                    .await
-            }
+            Some(capture) => Ok(autocommit_write(&self.shared, &capture, stmt.values, true)
+                .await?
+                .exec),
             None => self.shared.conn.execute_raw(stmt).await,
         }
     }
@@ -598,22 +603,20 @@ impl ConnectionTrait for WaveSyncDb {
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self.shared.plan_statement(&stmt.sql)? {
-            Some(capture) => {
-                let rows = self
-                    .autocommit(async |txn| txn.captured_query(&capture, stmt.values).await)
-                    .await?;
-                Ok(rows.into_iter().next())
-            }
+            Some(capture) => Ok(autocommit_write(&self.shared, &capture, stmt.values, false)
+                .await?
+                .rows
+                .into_iter()
+                .next()),
             None => self.shared.conn.query_one_raw(stmt).await,
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self.shared.plan_statement(&stmt.sql)? {
-            Some(capture) => {
-                self.autocommit(async |txn| txn.captured_query(&capture, stmt.values).await)
-                    .await
-            }
+            Some(capture) => Ok(autocommit_write(&self.shared, &capture, stmt.values, false)
+                .await?
+                .rows),
             None => self.shared.conn.query_all_raw(stmt).await,
         }
     }
@@ -633,9 +636,9 @@ impl StreamTrait for WaveSyncDb {
         Box::pin(async move {
             match self.shared.plan_statement(&stmt.sql)? {
                 Some(capture) => {
-                    let rows = self
-                        .autocommit(async |txn| txn.captured_query(&capture, stmt.values).await)
-                        .await?;
+                    let rows = autocommit_write(&self.shared, &capture, stmt.values, false)
+                        .await?
+                        .rows;
                     Ok(Box::pin(futures::stream::iter(rows.into_iter().map(Ok)))
                         as ResultStream<'a>)
                 }

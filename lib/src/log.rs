@@ -252,6 +252,24 @@ pub(crate) async fn record_local_commit(
     entries: &[LogEntry],
     clock_bound: Option<Hlc>,
 ) -> Result<u64, DbErr> {
+    let (sql, values) = local_commit_statements(origin, entries, clock_bound);
+    let row = conn
+        .query_all_raw(stmt(&sql, values))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| corrupt("no sequence number returned"))?;
+    local_seq(&row)
+}
+
+/// The statements of [`record_local_commit`], as one text: several statements in one,
+/// which SQLite runs in order, each binding its own share of the parameters; only the
+/// first returns a row, the sequence number (read it with [`local_seq`]).
+pub(crate) fn local_commit_statements(
+    origin: NodeId,
+    entries: &[LogEntry],
+    clock_bound: Option<Hlc>,
+) -> (String, Vec<Value>) {
     let mut sql = String::from(
         "INSERT INTO _wavesync_heads (origin, seq) VALUES (?, 1) \
          ON CONFLICT (origin) DO UPDATE SET seq = seq + 1 RETURNING seq",
@@ -263,18 +281,16 @@ pub(crate) async fn record_local_commit(
         values.extend(statement_values);
     }
     if let Some(bound) = clock_bound {
+        let (statement, statement_values) = save_clock_statement(bound);
         sql.push_str(";\n");
-        sql.push_str(META_SET);
-        values.extend(["hlc".into(), bound.to_bytes().to_vec().into()]);
+        sql.push_str(&statement);
+        values.extend(statement_values);
     }
-    // Several statements in one: SQLite runs them in order, each binding its own share
-    // of the parameters; only the first returns a row.
-    let row = conn
-        .query_all_raw(stmt(&sql, values))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| corrupt("no sequence number returned"))?;
+    (sql, values)
+}
+
+/// The sequence number in the row [`local_commit_statements`] returns.
+pub(crate) fn local_seq(row: &QueryResult) -> Result<u64, DbErr> {
     let seq: i64 = row.try_get_by_index(0)?;
     u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
 }

@@ -14,18 +14,23 @@
 //! commit and discarded on rollback.
 
 use crate::capture::{Capture, CaptureKind, Step};
+use crate::clock::{Hlc, NodeId};
 use crate::connection::Shared;
 use crate::log::{self, LogEntry};
 use crate::merge::written_cells;
 use crate::protocol::{ChangeSet, SyncOperation, WriteKind};
 use crate::value::encode_key;
+use sea_orm::RuntimeErr;
 use sea_orm::sea_query::Values;
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
     QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
     TransactionTrait,
 };
+use sea_query_sqlx::SqlxValues;
 use sqlx::Row as _;
+use sqlx::Sqlite;
+use sqlx::pool::PoolConnection;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -164,34 +169,7 @@ impl WaveSyncTransaction {
             db_backend: DbBackend::Sqlite,
         };
         let rows = self.txn.query_all_raw(statement).await?;
-        let kind = match capture.kind {
-            CaptureKind::Insert => WriteKind::Insert,
-            CaptureKind::Update => WriteKind::Update,
-            CaptureKind::Delete => WriteKind::Delete,
-        };
-        let key_len = capture.table.primary_key.len();
-        let mut operations = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let width = log::sqlite_row(row)?.len();
-            let first = width
-                .checked_sub(capture.returned_columns.len())
-                .ok_or_else(|| {
-                    DbErr::Custom("RETURNING produced fewer columns than requested".into())
-                })?;
-            let mut cells = Vec::with_capacity(capture.returned_columns.len());
-            for (offset, column) in capture.returned_columns.iter().enumerate() {
-                cells.push((column.clone(), log::read_cell(row, first + offset)?));
-            }
-            let values = cells.split_off(key_len);
-            operations.push(SyncOperation {
-                table: capture.table.name.clone(),
-                kind,
-                hlc,
-                primary_key: cells,
-                values,
-            });
-        }
-        tracing::trace!(table = %capture.table.name, rows = operations.len(), "captured write");
+        let operations = operations_from_rows(capture, hlc, &rows)?;
         self.buffer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -274,6 +252,216 @@ const ROW_COUNTER_SETUP: &str = "CREATE TEMP TABLE IF NOT EXISTS _wavesync_row_c
      WITH RECURSIVE more(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM more WHERE n < 64) \
      SELECT n FROM more WHERE NOT EXISTS (SELECT 1 FROM temp._wavesync_row_counter WHERE n = 64)";
 
+/// The operations a captured write's `RETURNING` rows describe, stamped `hlc`.
+fn operations_from_rows(
+    capture: &Capture,
+    hlc: Hlc,
+    rows: &[QueryResult],
+) -> Result<Vec<SyncOperation>, DbErr> {
+    let kind = match capture.kind {
+        CaptureKind::Insert => WriteKind::Insert,
+        CaptureKind::Update => WriteKind::Update,
+        CaptureKind::Delete => WriteKind::Delete,
+    };
+    let key_len = capture.table.primary_key.len();
+    let mut operations = Vec::with_capacity(rows.len());
+    for row in rows {
+        let width = log::sqlite_row(row)?.len();
+        let first = width
+            .checked_sub(capture.returned_columns.len())
+            .ok_or_else(|| {
+                DbErr::Custom("RETURNING produced fewer columns than requested".into())
+            })?;
+        let mut cells = Vec::with_capacity(capture.returned_columns.len());
+        for (offset, column) in capture.returned_columns.iter().enumerate() {
+            cells.push((column.clone(), log::read_cell(row, first + offset)?));
+        }
+        let values = cells.split_off(key_len);
+        operations.push(SyncOperation {
+            table: capture.table.name.clone(),
+            kind,
+            hlc,
+            primary_key: cells,
+            values,
+        });
+    }
+    tracing::trace!(table = %capture.table.name, rows = operations.len(), "captured write");
+    Ok(operations)
+}
+
+/// The log entries of a local transaction's operations (numbered at commit).
+fn local_entries(origin: NodeId, operations: &[SyncOperation]) -> Vec<LogEntry> {
+    let mut entries = Vec::new();
+    for op in operations {
+        let key: Vec<_> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
+        let key = encode_key(&key);
+        for (column, version) in written_cells(op) {
+            entries.push(LogEntry {
+                table: op.table.clone(),
+                key: key.clone(),
+                column,
+                version,
+                origin,
+                // Numbered by the commit's bookkeeping statement.
+                seq: 0,
+            });
+        }
+    }
+    entries
+}
+
+/// What a write outside any transaction returns: its `RETURNING` rows and its `execute`
+/// result.
+pub(crate) struct AutocommitWrite {
+    pub rows: Vec<QueryResult>,
+    pub exec: ExecResult,
+}
+
+/// A pooled connection holding the transaction of one autocommit write. If the write's
+/// future is dropped between `BEGIN` and `COMMIT` (cancelled), the connection is closed
+/// instead of going back to the pool, and SQLite rolls the transaction back with it.
+struct WriteConnection {
+    conn: PoolConnection<Sqlite>,
+    in_transaction: bool,
+}
+
+impl Drop for WriteConnection {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl WriteConnection {
+    /// Runs `sql` with `values`; returns its rows and the last statement's result.
+    async fn run(
+        &mut self,
+        sql: &str,
+        values: sea_orm::sea_query::Values,
+    ) -> Result<(Vec<QueryResult>, Option<sqlx::sqlite::SqliteQueryResult>), sqlx::Error> {
+        use futures::TryStreamExt;
+        let query = sqlx::query_with(sqlx::AssertSqlSafe(sql), SqlxValues(values));
+        let mut stream = sqlx::Executor::fetch_many(&mut *self.conn, query);
+        let mut rows = Vec::new();
+        let mut last = None;
+        while let Some(item) = stream.try_next().await? {
+            match item {
+                sqlx::Either::Left(result) => last = Some(result),
+                sqlx::Either::Right(row) => rows.push(QueryResult::from(row)),
+            }
+        }
+        Ok((rows, last))
+    }
+
+    /// Ends the transaction after a failure; a connection that cannot roll back is
+    /// closed rather than reused.
+    async fn roll_back(&mut self) {
+        if let Err(err) = self.run("ROLLBACK", Values(Vec::new())).await {
+            tracing::debug!(%err, "rollback after a failed write");
+            return;
+        }
+        self.in_transaction = false;
+    }
+}
+
+/// Runs one captured write outside any transaction, with its bookkeeping, in two round
+/// trips to SQLite instead of the four a SeaORM transaction takes (`BEGIN`, write,
+/// bookkeeping, `COMMIT`): `BEGIN IMMEDIATE` goes with the write, `COMMIT` with the
+/// bookkeeping. Same guarantees as [`WaveSyncTransaction`]: the write and its log
+/// entries commit together or not at all, and only a committed change is published.
+///
+/// `as_execute` says whether the caller is `execute` (errors are `DbErr::Exec`, as
+/// SeaORM's) or a query (`DbErr::Query`).
+pub(crate) async fn autocommit_write(
+    shared: &Shared,
+    capture: &Capture,
+    values: Option<Values>,
+    as_execute: bool,
+) -> Result<AutocommitWrite, DbErr> {
+    let failed = |err: sqlx::Error| {
+        let err = RuntimeErr::SqlxError(Arc::new(err));
+        if as_execute {
+            DbErr::Exec(err)
+        } else {
+            DbErr::Query(err)
+        }
+    };
+    let conn = shared
+        .conn
+        .get_sqlite_connection_pool()
+        .acquire()
+        .await
+        .map_err(|err| match err {
+            sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
+            sqlx::Error::PoolClosed => {
+                DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed)
+            }
+            err => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))),
+        })?;
+    let mut conn = WriteConnection {
+        conn,
+        in_transaction: true,
+    };
+    let hlc = shared.tick();
+    let sql = format!("BEGIN IMMEDIATE;\n{}", capture.sql);
+    let (rows, result) = match conn.run(&sql, values.unwrap_or(Values(Vec::new()))).await {
+        Ok(done) => done,
+        Err(err) => {
+            conn.roll_back().await;
+            return Err(failed(err));
+        }
+    };
+    let exec = ExecResult::from(result.unwrap_or_default());
+    let operations = match operations_from_rows(capture, hlc, &rows) {
+        Ok(operations) => operations,
+        Err(err) => {
+            conn.roll_back().await;
+            return Err(err);
+        }
+    };
+    if operations.is_empty() {
+        // Nothing written: nothing to log or send.
+        if let Err(err) = conn.run("COMMIT", Values(Vec::new())).await {
+            conn.roll_back().await;
+            return Err(failed(err));
+        }
+        conn.in_transaction = false;
+        return Ok(AutocommitWrite { rows, exec });
+    }
+    // Held from taking the sequence number until the change set is handed on, so change
+    // sets reach the engine in sequence order.
+    let _in_order = shared.commit_order.lock().await;
+    let origin = shared.node_id;
+    let entries = local_entries(origin, &operations);
+    let clock_bound = shared.clock_bound_to_persist();
+    let (mut sql, values) = log::local_commit_statements(origin, &entries, clock_bound);
+    sql.push_str(";\nCOMMIT");
+    let seq = match conn.run(&sql, Values(values)).await {
+        Ok((bookkeeping, _)) => bookkeeping.first().map(log::local_seq),
+        Err(err) => {
+            conn.roll_back().await;
+            return Err(failed(err));
+        }
+    };
+    conn.in_transaction = false;
+    let seq = seq.ok_or_else(|| {
+        DbErr::Custom("WaveSyncDB bookkeeping returned no sequence number".into())
+    })??;
+    if let Some(bound) = clock_bound {
+        shared.clock_bound_persisted(bound);
+    }
+    tracing::debug!(seq, operations = operations.len(), "committed synced write");
+    shared
+        .publish_local(ChangeSet {
+            origin,
+            seq,
+            operations,
+        })
+        .await;
+    Ok(AutocommitWrite { rows, exec })
+}
+
 /// Logs `operations` in `txn`, commits, and publishes the change set.
 async fn commit_outermost(
     txn: DatabaseTransaction,
@@ -287,22 +475,7 @@ async fn commit_outermost(
     // sets reach the engine in sequence order.
     let _in_order = shared.commit_order.lock().await;
     let origin = shared.node_id;
-    let mut entries = Vec::new();
-    for op in &operations {
-        let key: Vec<_> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
-        let key = encode_key(&key);
-        for (column, version) in written_cells(op) {
-            entries.push(LogEntry {
-                table: op.table.clone(),
-                key: key.clone(),
-                column,
-                version,
-                origin,
-                // Numbered by `record_local_commit`.
-                seq: 0,
-            });
-        }
-    }
+    let entries = local_entries(origin, &operations);
     let clock_bound = shared.clock_bound_to_persist();
     let seq = log::record_local_commit(&txn, origin, &entries, clock_bound).await?;
     txn.commit().await?;

@@ -306,6 +306,25 @@ on_both_executors! {
         assert_replica_matches(&t, &sets).await;
     }
 
+    async fn a_cancelled_write_leaves_no_trace_and_the_database_usable() {
+        let t = TestDb::new().await;
+        for _ in 0..10 {
+            let mut write = Box::pin(task("gone", "v").insert(&t.db));
+            // One poll sends the write on its way to SQLite; dropping it then cancels it
+            // between `BEGIN` and `COMMIT`.
+            let _ = futures::poll!(write.as_mut());
+            drop(write);
+        }
+        task("kept", "v").insert(&t.db).await.unwrap();
+        let ids: Vec<String> = all_tasks(&t.db).await.into_iter().map(|row| row.id).collect();
+        assert_eq!(ids, ["kept"]);
+        let sets = t.take_change_sets();
+        assert_eq!(sets.len(), 1, "only the committed write is sent");
+        assert_eq!(t.db.head(t.db.node_id()).await.unwrap(), 1);
+        assert!(t.db.verify_log().await.unwrap().is_consistent());
+        assert_replica_matches(&t, &sets).await;
+    }
+
     async fn composite_keys() {
         let t = TestDb::new().await;
         for (group, user, role) in [("g 1", 1, "admin"), ("g 1", 2, "member"), ("g,2", 1, "member")] {

@@ -97,18 +97,35 @@ pub async fn run(place: &Place, scale: &Scale, report: &mut Report) -> Result<()
         sqlite_settings(&synced).await?
     );
 
+    // The same writes through a WaveSyncDb without network: what capture and the log
+    // cost on their own, apart from publishing and from the peer, which here shares the
+    // machine's cores with the writer.
+    let alone = wavesyncdb::WaveSyncDbBuilder::new(peer::url(&place.db("alone")), &topic)
+        .without_network()
+        .build()
+        .await?;
+    alone.schema().register::<item::Entity>().sync().await?;
+
     let raw_insert = inserts(&raw, n).await?;
     let synced_insert = inserts(&synced, n).await?;
+    let alone_insert = inserts(&alone, n).await?;
     let raw_update = updates(&raw, n).await?;
     let synced_update = updates(&synced, n).await?;
+    let alone_update = updates(&alone, n).await?;
     let raw_many = batches(&raw, 1_000_000, n).await?;
     let synced_many = batches(&synced, 1_000_000, n).await?;
+    let alone_many = batches(&alone, 1_000_000, n).await?;
 
-    for (figure, raw, synced) in [
-        ("insert", raw_insert, synced_insert),
-        ("update", raw_update, synced_update),
-        ("insert_many", raw_many, synced_many),
+    for (figure, raw, synced, alone) in [
+        ("insert", raw_insert, synced_insert, alone_insert),
+        ("update", raw_update, synced_update, alone_update),
+        ("insert_many", raw_many, synced_many, alone_many),
     ] {
+        report.record(
+            place.name(&format!("write.{figure}.no_network")),
+            super::ms(alone),
+            "ms",
+        );
         report.record(
             place.name(&format!("write.{figure}.raw")),
             super::ms(raw),

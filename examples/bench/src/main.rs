@@ -11,8 +11,8 @@
 //! (`/dev/shm`), so commit cost and CPU cost can be told apart. Figures that miss their
 //! target are reported as they are.
 
+mod entities;
 mod figures;
-mod item;
 mod peer;
 mod place;
 mod report;

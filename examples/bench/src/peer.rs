@@ -6,7 +6,7 @@
 //! on its stdin and answers on its stdout.
 
 use crate::Result;
-use crate::item::{item, ping};
+use crate::entities::{item, ping};
 use sea_orm::{ActiveModelTrait, Set};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

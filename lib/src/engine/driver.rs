@@ -590,14 +590,14 @@ impl Driver {
                 ) => {
                     self.on_page(peer, token, origin, operations, next).await;
                 }
-                (Some(Pending::Pull { origin }), _) => {
+                (Some(Pending::Pull { origin }), _)
                     if self
                         .pulls
                         .get(&origin)
-                        .is_some_and(|pull| pull.token == token)
-                    {
-                        self.pulls.remove(&origin);
-                    }
+                        .is_some_and(|pull| pull.token == token) =>
+                {
+                    // The peer could not serve the pull: another peer's heads restart it.
+                    self.pulls.remove(&origin);
                 }
                 _ => {}
             },

@@ -2,7 +2,7 @@
 //! transactions of 100, then updates 20% of them and deletes 5%; the clock runs from B's
 //! restart (process start included) until B has applied everything A has.
 
-use crate::item::item;
+use crate::entities::item;
 use crate::peer::{self, ChildPeer};
 use crate::place::Place;
 use crate::report::Report;

@@ -1,7 +1,7 @@
 //! Figure 6, fan-out: five peers in one process, all connected to each other; single-row
 //! writes on one of them, each timed from its commit until every other peer has it.
 
-use crate::item::item;
+use crate::entities::item;
 use crate::peer;
 use crate::place::Place;
 use crate::report::Report;

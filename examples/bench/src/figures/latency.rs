@@ -1,7 +1,7 @@
 //! Figure 2, replication latency: single-row writes on A, one at a time, each timed from
 //! its commit on A (the write returning) to the change notification on B.
 
-use crate::item::item;
+use crate::entities::item;
 use crate::peer;
 use crate::place::Place;
 use crate::report::Report;

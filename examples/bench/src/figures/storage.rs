@@ -2,7 +2,7 @@
 //! was updated once, and after 10 updates; with the log keeping one version per cell, it
 //! must not grow with the number of updates.
 
-use crate::item::item;
+use crate::entities::item;
 use crate::peer;
 use crate::place::Place;
 use crate::report::Report;

@@ -2,7 +2,7 @@
 //! `WaveSyncDb` (engine running, one peer connected), on files with the same SQLite
 //! settings, in the same process and run.
 
-use crate::item::item;
+use crate::entities::item;
 use crate::peer;
 use crate::place::Place;
 use crate::report::Report;

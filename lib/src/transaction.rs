@@ -448,18 +448,32 @@ pub(crate) async fn autocommit_write(
     let seq = seq.ok_or_else(|| {
         DbErr::Custom("WaveSyncDB bookkeeping returned no sequence number".into())
     })??;
+    after_commit(shared, clock_bound, seq, operations).await;
+    Ok(AutocommitWrite { rows, exec })
+}
+
+/// After a local commit: records the persisted clock bound and hands the change set on.
+async fn after_commit(
+    shared: &Shared,
+    clock_bound: Option<Hlc>,
+    seq: u64,
+    operations: Vec<SyncOperation>,
+) {
     if let Some(bound) = clock_bound {
         shared.clock_bound_persisted(bound);
     }
-    tracing::debug!(seq, operations = operations.len(), "committed synced write");
+    tracing::debug!(
+        seq,
+        operations = operations.len(),
+        "committed synced transaction"
+    );
     shared
         .publish_local(ChangeSet {
-            origin,
+            origin: shared.node_id,
             seq,
             operations,
         })
         .await;
-    Ok(AutocommitWrite { rows, exec })
 }
 
 /// Logs `operations` in `txn`, commits, and publishes the change set.
@@ -479,21 +493,7 @@ async fn commit_outermost(
     let clock_bound = shared.clock_bound_to_persist();
     let seq = log::record_local_commit(&txn, origin, &entries, clock_bound).await?;
     txn.commit().await?;
-    if let Some(bound) = clock_bound {
-        shared.clock_bound_persisted(bound);
-    }
-    tracing::debug!(
-        seq,
-        operations = operations.len(),
-        "committed synced transaction"
-    );
-    shared
-        .publish_local(ChangeSet {
-            origin,
-            seq,
-            operations,
-        })
-        .await;
+    after_commit(shared, clock_bound, seq, operations).await;
     Ok(())
 }
 

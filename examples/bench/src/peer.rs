@@ -275,14 +275,38 @@ pub async fn run_child(db_path: &Path, topic: &str, bootstrap: Multiaddr) -> Res
     Ok(())
 }
 
-/// Inserts rows `ids` as one `insert_many` (one transaction).
-pub async fn insert_batch(
+/// Inserts rows `ids` as `insert_many` batches of 100 rows (a transaction each).
+pub async fn insert_rows(
     db: &impl sea_orm::ConnectionTrait,
     ids: std::ops::Range<i64>,
 ) -> Result<()> {
     use sea_orm::EntityTrait;
-    item::Entity::insert_many(ids.map(item::new))
-        .exec(db)
-        .await?;
+    for first in ids.clone().step_by(100) {
+        let batch = first..Ord::min(first + 100, ids.end);
+        item::Entity::insert_many(batch.map(item::new))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Adds 1 to the value of rows `ids`, 100 rows per statement (a transaction each).
+pub async fn bump_values(
+    db: &impl sea_orm::ConnectionTrait,
+    ids: std::ops::Range<i64>,
+) -> Result<()> {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    for first in ids.clone().step_by(100) {
+        let last = Ord::min(first + 99, ids.end - 1);
+        item::Entity::update_many()
+            .col_expr(
+                item::Column::Value,
+                ExprTrait::add(Expr::col(item::Column::Value), 1),
+            )
+            .filter(item::Column::Id.between(first, last))
+            .exec(db)
+            .await?;
+    }
     Ok(())
 }

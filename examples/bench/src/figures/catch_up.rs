@@ -7,7 +7,6 @@ use crate::peer::{self, ChildPeer};
 use crate::place::Place;
 use crate::report::Report;
 use crate::{Result, Scale};
-use sea_orm::prelude::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use std::time::{Duration, Instant};
 
@@ -22,25 +21,11 @@ pub async fn run(place: &Place, scale: &Scale, report: &mut Report) -> Result<()
     super::throughput::warm_up_child(&a, &mut b).await?;
     b.stop()?;
 
-    let mut id = 0;
-    while id < rows {
-        let end = (id + 100).min(rows);
-        peer::insert_batch(&a, id..end).await?;
-        id = end;
-    }
+    peer::insert_rows(&a, 0..rows).await?;
     // 20% updated, 5% deleted, in transactions of 100 rows.
     let updated = rows / 5;
     let deleted = rows / 20;
-    for first in (0..updated).step_by(100) {
-        item::Entity::update_many()
-            .col_expr(
-                item::Column::Value,
-                sea_orm::sea_query::ExprTrait::add(Expr::col(item::Column::Value), 1),
-            )
-            .filter(item::Column::Id.between(first, (first + 99).min(updated - 1)))
-            .exec(&a)
-            .await?;
-    }
+    peer::bump_values(&a, 0..updated).await?;
     for first in (rows - deleted..rows).step_by(100) {
         item::Entity::delete_many()
             .filter(item::Column::Id.between(first, (first + 99).min(rows - 1)))

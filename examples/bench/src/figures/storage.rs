@@ -7,8 +7,7 @@ use crate::peer;
 use crate::place::Place;
 use crate::report::Report;
 use crate::{Result, Scale};
-use sea_orm::prelude::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 /// Bytes of the pages of the named b-trees (SQLite's `dbstat`).
 async fn bytes_of(db: &impl ConnectionTrait, names: &[&str]) -> Result<f64> {
@@ -42,12 +41,7 @@ pub async fn run(place: &Place, scale: &Scale, report: &mut Report) -> Result<()
         .build()
         .await?;
     db.schema().register::<item::Entity>().sync().await?;
-    let mut id = 0;
-    while id < rows {
-        let end = (id + 100).min(rows);
-        peer::insert_batch(&db, id..end).await?;
-        id = end;
-    }
+    peer::insert_rows(&db, 0..rows).await?;
     let after_insert = bytes_of(&db, METADATA).await? / rows as f64;
     let table = bytes_of(&db, &["item"]).await? / rows as f64;
     let mut after_one_update = 0.0;
@@ -55,16 +49,7 @@ pub async fn run(place: &Place, scale: &Scale, report: &mut Report) -> Result<()
         if round == 1 {
             after_one_update = bytes_of(&db, METADATA).await? / rows as f64;
         }
-        for first in (0..rows).step_by(100) {
-            item::Entity::update_many()
-                .col_expr(
-                    item::Column::Value,
-                    sea_orm::sea_query::ExprTrait::add(Expr::col(item::Column::Value), 1),
-                )
-                .filter(item::Column::Id.between(first, (first + 99).min(rows - 1)))
-                .exec(&db)
-                .await?;
-        }
+        peer::bump_values(&db, 0..rows).await?;
     }
     let after_updates = bytes_of(&db, METADATA).await? / rows as f64;
     report.record(place.name("storage.table"), table, "bytes/row");

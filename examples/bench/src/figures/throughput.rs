@@ -60,12 +60,7 @@ pub async fn run(place: &Place, scale: &Scale, report: &mut Report) -> Result<()
         Duration::from_secs(300),
     )?;
     let started = Instant::now();
-    let mut id = 0;
-    while id < rows {
-        let end = (id + 100).min(rows);
-        peer::insert_batch(&a, id..end).await?;
-        id = end;
-    }
+    peer::insert_rows(&a, 0..rows).await?;
     let written = started.elapsed();
     let (reached, answer) = b.expect("", Duration::from_secs(300))?;
     if !answer.starts_with("reached") {

@@ -20,6 +20,7 @@ mod log;
 mod metrics;
 mod migrate;
 mod notify;
+mod outbox;
 mod secret;
 mod status;
 #[doc(hidden)]
@@ -44,4 +45,4 @@ pub use schema::{ColumnMeta, TableMeta, ValueKind};
 pub use secret::{GroupSecret, SecretError};
 pub use status::{PeerInfo, SyncStatus};
 pub use transaction::{ResultStream, WaveSyncTransaction};
-pub use value::CellValue;
+pub use value::{CellValue, MAX_CELL_BYTES};

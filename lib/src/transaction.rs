@@ -35,7 +35,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-type Buffer = Arc<Mutex<Vec<SyncOperation>>>;
+/// What a transaction captured so far.
+#[derive(Default)]
+pub(crate) struct Captured {
+    operations: Vec<SyncOperation>,
+    /// A write that executed but cannot be synced (a value over the cell limit): the
+    /// transaction must not commit, whatever the caller does with the error.
+    refused: Option<crate::Error>,
+}
+
+pub(crate) type Buffer = Arc<Mutex<Captured>>;
 
 /// A boxed stream of query results, the stream type of [`StreamTrait`] on our types.
 pub type ResultStream<'a> =
@@ -96,15 +105,37 @@ impl WaveSyncTransaction {
 
     /// Commits the transaction; for the outermost one, its captured writes are logged in
     /// the same database transaction and sent to peers after the commit.
+    ///
+    /// A transaction in which a write to a synced table failed after it executed (a value
+    /// over [`crate::MAX_CELL_BYTES`]) does not commit: it rolls back and returns that
+    /// error again.
     pub async fn commit(self) -> Result<(), DbErr> {
-        let operations =
-            std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        let Captured {
+            operations,
+            refused,
+        } = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(err) = refused {
+            if let Some(parent) = &self.parent {
+                // The savepoint's writes are still in the enclosing transaction.
+                parent
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .refused
+                    .get_or_insert(err);
+                return Err(DbErr::Custom(
+                    "a write of this savepoint cannot be synced; roll it back".into(),
+                ));
+            }
+            self.txn.rollback().await?;
+            return Err(err.into());
+        }
         match self.parent {
             Some(parent) => {
                 self.txn.commit().await?;
                 parent
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
+                    .operations
                     .extend(operations);
                 Ok(())
             }
@@ -158,7 +189,6 @@ impl WaveSyncTransaction {
         capture: &Capture,
         values: Option<Values>,
     ) -> Result<Vec<QueryResult>, DbErr> {
-        let hlc = self.shared.tick();
         let sql = match setup {
             Some(setup) => format!("{setup};\n{}", capture.sql),
             None => capture.sql.clone(),
@@ -169,11 +199,22 @@ impl WaveSyncTransaction {
             db_backend: DbBackend::Sqlite,
         };
         let rows = self.txn.query_all_raw(statement).await?;
-        let operations = operations_from_rows(capture, hlc, &rows)?;
-        self.buffer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(operations);
+        // Stamped now that the write holds SQLite's write lock (until this transaction
+        // ends): no remote change or other local write can commit between the stamp and
+        // this transaction, so a cell's version here only ever grows.
+        let hlc = self.shared.tick();
+        let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        match operations_from_rows(capture, hlc, &rows) {
+            Ok(operations) => buffer.operations.extend(operations),
+            Err(err) => {
+                // The write is in this transaction but not in its buffer: it must not
+                // commit.
+                buffer
+                    .refused
+                    .get_or_insert(crate::Error::Db(DbErr::Custom(err.to_string())));
+                return Err(err);
+            }
+        }
         Ok(rows)
     }
 
@@ -274,7 +315,18 @@ fn operations_from_rows(
             })?;
         let mut cells = Vec::with_capacity(capture.returned_columns.len());
         for (offset, column) in capture.returned_columns.iter().enumerate() {
-            cells.push((column.clone(), log::read_cell(row, first + offset)?));
+            let cell = log::read_cell(row, first + offset)?;
+            let bytes = cell.byte_len();
+            if bytes > crate::MAX_CELL_BYTES {
+                return Err(crate::Error::CellTooLarge {
+                    table: capture.table.name.clone(),
+                    column: column.clone(),
+                    bytes,
+                    max: crate::MAX_CELL_BYTES,
+                }
+                .into());
+            }
+            cells.push((column.clone(), cell));
         }
         let values = cells.split_off(key_len);
         operations.push(SyncOperation {
@@ -403,7 +455,6 @@ pub(crate) async fn autocommit_write(
         conn,
         in_transaction: true,
     };
-    let hlc = shared.tick();
     let sql = format!("BEGIN IMMEDIATE;\n{}", capture.sql);
     let (rows, result) = match conn.run(&sql, values.unwrap_or(Values(Vec::new()))).await {
         Ok(done) => done,
@@ -413,6 +464,8 @@ pub(crate) async fn autocommit_write(
         }
     };
     let exec = ExecResult::from(result.unwrap_or_default());
+    // Stamped under the write lock `BEGIN IMMEDIATE` took (see `captured_query_after`).
+    let hlc = shared.tick();
     let operations = match operations_from_rows(capture, hlc, &rows) {
         Ok(operations) => operations,
         Err(err) => {
@@ -445,6 +498,8 @@ pub(crate) async fn autocommit_write(
         }
     };
     conn.in_transaction = false;
+    // Back to the pool before the hand-off: nothing after the commit holds a connection.
+    drop(conn);
     let seq = seq.ok_or_else(|| {
         DbErr::Custom("WaveSyncDB bookkeeping returned no sequence number".into())
     })??;
@@ -477,7 +532,7 @@ async fn after_commit(
 }
 
 /// Logs `operations` in `txn`, commits, and publishes the change set.
-async fn commit_outermost(
+pub(crate) async fn commit_outermost(
     txn: DatabaseTransaction,
     shared: &Shared,
     operations: Vec<SyncOperation>,

@@ -8,6 +8,7 @@
 //! bookkeeping. It must never send a change that did not commit, and never execute a
 //! write to a synced table that it could not capture.
 
+use crate::autocommit::autocommit_write;
 use crate::capture::{self, Capture, Step};
 use crate::clock::{Hlc, HlcClock, NodeId, now_ms};
 use crate::engine::{self, EngineHandle, NetworkConfig};
@@ -20,7 +21,7 @@ use crate::schema::Registry;
 use crate::schema::builder::SchemaBuilder;
 use crate::secret::GroupSecret;
 use crate::status::{PeerInfo, SyncStatus};
-use crate::transaction::{ResultStream, WaveSyncTransaction, autocommit_write, run_transaction};
+use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
 use crate::{apply, log};
 use libp2p::{Multiaddr, PeerId};
 use sea_orm::{

@@ -14,7 +14,9 @@ mod value;
 
 // Glue: the database, the bus, and the connection SeaORM sees.
 mod apply;
+mod autocommit;
 mod connection;
+mod effects;
 mod engine;
 mod log;
 mod metrics;

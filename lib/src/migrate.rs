@@ -27,7 +27,7 @@ use crate::log;
 use crate::protocol::{SyncOperation, WriteKind};
 use crate::schema::builder::Mode;
 use crate::schema::quote_ident;
-use crate::schema::{ROW_EXISTS_COLUMN, TableMeta};
+use crate::schema::{ForeignKey, OnDelete, ROW_EXISTS_COLUMN, TableMeta};
 use crate::value::encode_key;
 use sea_orm::sea_query::{ColumnDef, Table, TableCreateStatement};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, StreamTrait, Value};
@@ -267,4 +267,76 @@ pub(crate) async fn backfill(
         tracing::info!(table = %meta.name, rows = operations.len(), "rows written before the table synced now replicate");
     }
     Ok(operations)
+}
+
+/// The foreign keys between synced tables whose parent deletes SQLite turns into writes
+/// of the child (`ON DELETE CASCADE / SET NULL / SET DEFAULT`), as (parent, key) pairs.
+pub(crate) async fn foreign_keys(
+    conn: &impl ConnectionTrait,
+    synced: &[Arc<TableMeta>],
+) -> Result<Vec<(String, ForeignKey)>, DbErr> {
+    let registered = |name: &str| synced.iter().find(|t| t.name.eq_ignore_ascii_case(name));
+    let mut keys = Vec::new();
+    for child in synced {
+        let rows = conn
+            .query_all_raw(stmt(
+                "SELECT id, \"table\", \"from\", \"to\", on_delete \
+                 FROM pragma_foreign_key_list(?) ORDER BY id, seq",
+                vec![child.name.as_str().into()],
+            ))
+            .await?;
+        let mut current: Option<(i64, String, ForeignKey)> = None;
+        let mut finished = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get_by_index(0)?;
+            let parent: String = row.try_get_by_index(1)?;
+            let from: String = row.try_get_by_index(2)?;
+            let to: Option<String> = row.try_get_by_index(3)?;
+            let on_delete: String = row.try_get_by_index(4)?;
+            let action = match on_delete.to_ascii_uppercase().as_str() {
+                "CASCADE" => Some(OnDelete::Cascade),
+                "SET NULL" | "SET DEFAULT" => Some(OnDelete::SetNullOrDefault),
+                _ => None,
+            };
+            let (Some(action), Some(parent_meta)) = (action, registered(&parent)) else {
+                continue;
+            };
+            if current
+                .as_ref()
+                .is_none_or(|(current_id, ..)| *current_id != id)
+            {
+                finished.extend(current.take());
+                current = Some((
+                    id,
+                    parent_meta.name.clone(),
+                    ForeignKey {
+                        child: child.name.clone(),
+                        child_columns: Vec::new(),
+                        parent_columns: Vec::new(),
+                        on_delete: action,
+                    },
+                ));
+            }
+            if let Some((_, _, key)) = current.as_mut() {
+                let index = key.child_columns.len();
+                key.child_columns.push(from);
+                // A missing `to` names the parent's primary key, column by column.
+                key.parent_columns.push(to.unwrap_or_else(|| {
+                    parent_meta
+                        .primary_key
+                        .get(index)
+                        .cloned()
+                        .unwrap_or_default()
+                }));
+            }
+        }
+        finished.extend(current.take());
+        keys.extend(
+            finished
+                .into_iter()
+                .filter(|(_, _, key)| key.parent_columns.iter().all(|c| !c.is_empty()))
+                .map(|(_, parent, key)| (parent, key)),
+        );
+    }
+    Ok(keys)
 }

@@ -211,6 +211,29 @@ impl<'a> SchemaBuilder<'a> {
                 }
             }
         }
+        // Every table synced once this registration commits, for their foreign keys.
+        let synced: Vec<std::sync::Arc<TableMeta>> = {
+            let registry = shared
+                .registry
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut synced: Vec<_> = registry
+                .synced_tables()
+                .filter(|t| {
+                    !self
+                        .tables
+                        .iter()
+                        .any(|p| p.table.eq_ignore_ascii_case(&t.name))
+                })
+                .cloned()
+                .collect();
+            synced.extend(self.tables.iter().filter_map(|plan| match &plan.mode {
+                Mode::Synced(meta) => Some(std::sync::Arc::new(meta.clone())),
+                Mode::Local => None,
+            }));
+            synced
+        };
+        let foreign_keys = migrate::foreign_keys(&txn, &synced).await?;
         // The registry changes while this transaction still holds SQLite's write lock, so
         // no remote change set is admitted against the old schema and written after it.
         {
@@ -227,6 +250,7 @@ impl<'a> SchemaBuilder<'a> {
                     Mode::Local => registry.insert_local(&plan.table),
                 }
             }
+            registry.set_foreign_keys(foreign_keys);
         }
         // Rows that existed before their table synced commit as one local transaction.
         crate::transaction::commit_outermost(txn, shared, backfilled).await?;

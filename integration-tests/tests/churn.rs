@@ -105,7 +105,7 @@ async fn round(db: &WaveSyncDb, name: &str, r: usize, ledger: &mut Ledger) {
     let shared = format!("shared-{}", (r + name.len()) % SHARED);
     ack(&shared, set_title(db, &shared, &title)).await;
 
-    if r % 3 == 0 {
+    if r.is_multiple_of(3) {
         post_with_comments(db, &format!("{name}-p{r:02}"), ledger).await;
     }
     if r % 6 == 5 {

@@ -25,15 +25,16 @@
 //! peer while a child is added on another leaves that child on every peer alike; checking
 //! constraints on apply would stall such a pull forever and let peers differ. What the
 //! origin's own constraints did (cascades) reaches peers as the writes they are.
-//! UNIQUE constraints on non-key columns are still enforced by SQLite here: two peers that
-//! insert one unique value under different keys make the later apply fail on both (an
-//! open problem, see README's "Foreign keys and unique columns").
+//! UNIQUE constraints on non-key columns stay enforced: two rows that collide (one email
+//! under two keys, written on two peers apart) are settled the same way on every peer
+//! ([`unique`]): the row whose existence is newer stays, the other is deleted.
 //!
 //! It must never build SQL from a name as received: only registered names are quoted in.
 //! Unknown names only ever reach the log as bound parameters.
 
 mod admit;
 mod rows;
+mod unique;
 
 pub(crate) use rows::rewrite_table;
 
@@ -74,67 +75,27 @@ pub(crate) async fn apply_remote_batch(
     if change_sets.is_empty() {
         return Ok(0);
     }
-    let txn = shared
-        .engine_conn
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await?;
-    let mut sets = Vec::with_capacity(change_sets.len());
-    for change_set in &change_sets {
-        let admitted = {
-            let registry = shared
-                .registry
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            admit::admit_all(&registry, change_set)
-        }
-        .and_then(|admitted| {
-            // Every timestamp is checked, whatever table it stamps.
-            shared.observe(change_set.operations.iter().map(|op| op.hlc))?;
-            Ok(admitted)
-        });
-        let admitted = match admitted {
-            Ok(admitted) => admitted,
-            Err(reason) => {
-                shared.metrics.rejected(reason.code());
-                tracing::warn!(origin = %change_set.origin, seq = change_set.seq, %reason, "rejected remote change set");
-                return Err(reason.into());
+    // A row that collides with another on a UNIQUE column fails the batched write; the
+    // batch is then applied again row by row, resolving each collision (`unique`).
+    let mut careful = false;
+    let (changed, clock_bound, local) = loop {
+        match apply_once(shared, &change_sets, careful).await {
+            Err(Attempt::UniqueCollision) if !careful => careful = true,
+            Err(Attempt::UniqueCollision) => {
+                return Err(Error::Db(DbErr::Custom(
+                    "a remote row collides with a local one on a unique column".into(),
+                )));
             }
-        };
-        // Changes kept for later (tables this peer does not sync, columns it lacks) are
-        // counted, so a peer that sends many shows up in the metrics.
-        for admitted in &admitted {
-            if admitted.meta.is_none() {
-                shared.metrics.rejected("unknown_table");
-            } else if !admitted.unknown_columns.is_empty() {
-                shared.metrics.rejected("unknown_column");
-            }
+            Err(Attempt::Failed(err)) => return Err(err),
+            Ok(done) => break done,
         }
-        sets.push(AdmittedSet {
-            origin: change_set.origin,
-            seq: change_set.seq,
-            admitted,
-        });
-    }
-    let positions: Vec<(NodeId, u64)> = sets.iter().map(|set| (set.origin, set.seq)).collect();
-    let (changed, mut statements) = merge_and_write(&txn, sets).await?;
-    // A head advances over the sets that follow it without a gap, in order.
-    statements.extend(
-        positions
-            .into_iter()
-            .map(|(origin, seq)| log::advance_head_statement(origin, seq)),
-    );
-    let clock_bound = shared.clock_bound_to_persist();
-    if let Some(bound) = clock_bound {
-        statements.push(log::save_clock_statement(bound));
-    }
-    // Every write of the batch in one round trip to SQLite.
-    log::execute_all(&txn, statements).await?;
-    txn.commit().await?;
+    };
     if let Some(bound) = clock_bound {
         shared.clock_bound_persisted(bound);
+    }
+    if let Some(local) = local {
+        // Rows this peer deleted to settle unique collisions: its own transaction.
+        shared.publish_local(local).await;
     }
     let mut rows = 0;
     let mut operations = Vec::new();
@@ -157,6 +118,125 @@ pub(crate) async fn apply_remote_batch(
     Ok(rows)
 }
 
+/// Why one attempt at applying a batch did not commit.
+enum Attempt {
+    /// A row write collided on a UNIQUE column: try again row by row.
+    UniqueCollision,
+    Failed(Error),
+}
+
+impl<E: Into<Error>> From<E> for Attempt {
+    fn from(err: E) -> Attempt {
+        Attempt::Failed(err.into())
+    }
+}
+
+/// What a committed attempt did: per set the operations that changed a synced table,
+/// the clock bound it persisted, and the local change set of its collision deletes.
+type Applied = (
+    Vec<Vec<SyncOperation>>,
+    Option<crate::clock::Hlc>,
+    Option<ChangeSet>,
+);
+
+/// One attempt at applying `change_sets` in one IMMEDIATE transaction on the engine's
+/// connection. With `careful`, rows are written one by one and unique collisions are
+/// settled; without, they are batched and a collision fails the attempt.
+async fn apply_once(
+    shared: &Shared,
+    change_sets: &[ChangeSet],
+    careful: bool,
+) -> Result<Applied, Attempt> {
+    let txn = shared
+        .engine_conn
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    let mut sets = Vec::with_capacity(change_sets.len());
+    for change_set in change_sets {
+        let admitted = {
+            let registry = shared
+                .registry
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            admit::admit_all(&registry, change_set)
+        }
+        .and_then(|admitted| {
+            // Every timestamp is checked, whatever table it stamps.
+            shared.observe(change_set.operations.iter().map(|op| op.hlc))?;
+            Ok(admitted)
+        });
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                shared.metrics.rejected(reason.code());
+                tracing::warn!(origin = %change_set.origin, seq = change_set.seq, %reason, "rejected remote change set");
+                return Err(Attempt::Failed(reason.into()));
+            }
+        };
+        if !careful {
+            // Changes kept for later (tables this peer does not sync, columns it lacks)
+            // are counted, so a peer that sends many shows up in the metrics.
+            for admitted in &admitted {
+                if admitted.meta.is_none() {
+                    shared.metrics.rejected("unknown_table");
+                } else if !admitted.unknown_columns.is_empty() {
+                    shared.metrics.rejected("unknown_column");
+                }
+            }
+        }
+        sets.push(AdmittedSet {
+            origin: change_set.origin,
+            seq: change_set.seq,
+            admitted,
+        });
+    }
+    let positions: Vec<(NodeId, u64)> = sets.iter().map(|set| (set.origin, set.seq)).collect();
+    let (changed, mut statements, row_writes) = merge_and_write(&txn, sets).await?;
+    // A head advances over the sets that follow it without a gap, in order.
+    statements.extend(
+        positions
+            .into_iter()
+            .map(|(origin, seq)| log::advance_head_statement(origin, seq)),
+    );
+    let mut local = None;
+    if careful {
+        log::execute_all(&txn, std::mem::take(&mut statements)).await?;
+        let deletes = unique::write_rows_one_by_one(&txn, row_writes).await?;
+        if !deletes.is_empty() {
+            local = Some(unique::commit_deletes(&txn, shared, deletes).await?);
+        }
+    } else {
+        let mut writes = RowWrites::default();
+        for row in row_writes {
+            writes.push(row.meta, row.primary_key, row.state);
+        }
+        statements.extend(writes.finish());
+    }
+    let clock_bound = shared.clock_bound_to_persist();
+    let mut closing = Vec::new();
+    if let Some(bound) = clock_bound {
+        closing.push(log::save_clock_statement(bound));
+    }
+    if careful {
+        log::execute_all(&txn, closing).await?;
+    } else {
+        statements.extend(closing);
+        // Every write of the batch in one round trip to SQLite.
+        if let Err(err) = log::execute_all(&txn, statements).await {
+            if unique::is_collision(&err) {
+                txn.rollback().await?;
+                return Err(Attempt::UniqueCollision);
+            }
+            return Err(err.into());
+        }
+    }
+    txn.commit().await?;
+    Ok((changed, clock_bound, local))
+}
+
 /// The admitted operations of one change set.
 struct AdmittedSet {
     origin: NodeId,
@@ -172,12 +252,12 @@ struct TouchedRow {
 }
 
 /// Merges the sets' operations against the log, in order; returns, per set, the
-/// operations that changed a synced table, and the statements that store the winning
-/// versions and rewrite the rows they won (not run yet).
+/// operations that changed a synced table, the statements that store the winning
+/// versions, and the rows to rewrite from them (nothing run yet).
 async fn merge_and_write(
     txn: &DatabaseTransaction,
     sets: Vec<AdmittedSet>,
-) -> Result<(Vec<Vec<SyncOperation>>, Writes), DbErr> {
+) -> Result<(Vec<Vec<SyncOperation>>, Writes, Vec<RowWrite>), DbErr> {
     // The versions of every row the sets touch, read up front in one statement per
     // table; later operations merge against earlier ones.
     let mut keys_by_table: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
@@ -282,14 +362,31 @@ async fn merge_and_write(
         tracing::debug!(%table, "keeping remote rows of a table this peer does not sync (yet)");
         statements.extend(log::unknown_table_statement(table, keys));
     }
-    let mut writes = RowWrites::default();
+    let mut row_writes = Vec::with_capacity(touched.len());
     for row in touched {
-        let held = &rows[&(row.meta.name.clone(), row.key)];
+        let held = &rows[&(row.meta.name.clone(), row.key.clone())];
         let state = row_state(&row.meta, held);
-        writes.push(row.meta, row.primary_key, state);
+        let exists = held.get(crate::schema::ROW_EXISTS_COLUMN).map(|v| v.hlc);
+        row_writes.push(RowWrite {
+            meta: row.meta,
+            key: row.key,
+            primary_key: row.primary_key,
+            state,
+            exists,
+        });
     }
-    statements.extend(writes.finish());
-    Ok((changed, statements))
+    Ok((changed, statements, row_writes))
+}
+
+/// A row of a synced table to make match its merged versions.
+pub(super) struct RowWrite {
+    pub meta: Arc<TableMeta>,
+    /// The row's key as the log encodes it.
+    pub key: Vec<u8>,
+    pub primary_key: Vec<(String, CellValue)>,
+    pub state: crate::merge::RowState,
+    /// The version of the row's existence.
+    pub exists: Option<crate::clock::Hlc>,
 }
 
 /// The log key of an operation's row.

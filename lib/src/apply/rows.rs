@@ -140,7 +140,7 @@ fn split(statement: Statement) -> (String, Vec<sea_orm::Value>) {
 }
 
 /// The statement that makes the user table's row match its state (`None`: nothing to do).
-fn row_statement(
+pub(crate) fn row_statement(
     meta: &TableMeta,
     primary_key: &[(String, CellValue)],
     state: RowState,

@@ -8,8 +8,8 @@
 //! on, and never waits for the engine.
 
 use crate::capture::Capture;
-use crate::connection::Shared;
 use crate::log;
+use crate::replica::Shared;
 use crate::transaction::{WaveSyncTransaction, after_commit, local_entries, operations_from_rows};
 use sea_orm::sea_query::Values;
 use sea_orm::{DbErr, ExecResult, QueryResult, RuntimeErr};

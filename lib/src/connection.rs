@@ -9,14 +9,15 @@
 //! write to a synced table that it could not capture.
 
 use crate::autocommit::autocommit_write;
-use crate::capture::{self, Capture, Step};
-use crate::clock::{Hlc, HlcClock, NodeId, now_ms};
+use crate::clock::{HlcClock, NodeId};
 use crate::engine::{self, EngineHandle, NetworkConfig};
-use crate::error::{Error, RejectReason};
+use crate::error::Error;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::notify::{Bus, ChangeNotification, ChangeSource, ChangeSubscription, RowChange};
+use crate::notify::{Bus, ChangeSubscription};
 use crate::outbox::Outbox;
 use crate::protocol::ChangeSet;
+// The engine still names the shared state by its old path.
+pub(crate) use crate::replica::Shared;
 use crate::schema::Registry;
 use crate::schema::builder::SchemaBuilder;
 use crate::secret::GroupSecret;
@@ -25,9 +26,9 @@ use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
 use crate::{apply, log};
 use libp2p::{Multiaddr, PeerId};
 use sea_orm::{
-    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    ExecResult, IsolationLevel, QueryResult, Statement, StreamTrait, TransactionError,
-    TransactionOptions, TransactionTrait,
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DbBackend, DbErr, ExecResult,
+    IsolationLevel, QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions,
+    TransactionTrait,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -37,189 +38,11 @@ use std::time::Duration;
 /// Default bound on how far ahead of our clock a remote timestamp may be.
 pub const DEFAULT_MAX_CLOCK_DRIFT: Duration = Duration::from_secs(60);
 
-/// How far ahead of the clock its persisted bound is set (see
-/// [`Shared::clock_bound_to_persist`]).
-const CLOCK_LEASE: Duration = Duration::from_secs(1);
-
 /// Connections of the application's pool for a database file: WAL lets readers work
 /// while one connection writes, so reads need not queue behind a write (SQLite still
 /// takes one writer at a time; the others wait in its busy handler). SeaORM alone would
 /// open one.
 const APP_POOL_CONNECTIONS: u32 = 4;
-
-/// State shared by a `WaveSyncDb`, its clones and its transactions.
-pub(crate) struct Shared {
-    /// The application's pool: its reads and writes, and schema registration.
-    pub(crate) conn: DatabaseConnection,
-    /// The engine's own connection (remote applies, catch-up reads): it never waits for
-    /// a connection of the application's pool, and does not enforce foreign keys (see
-    /// `apply`). For an in-memory database, the application's pool itself.
-    pub(crate) engine_conn: DatabaseConnection,
-    pub(crate) node_id: NodeId,
-    pub(crate) registry: RwLock<Registry>,
-    clock: Mutex<HlcClock>,
-    pub(crate) bus: Arc<Bus>,
-    outbox: Outbox,
-    /// Orders commits of synced transactions with the hand-off of their change sets.
-    pub(crate) commit_order: async_lock::Mutex<()>,
-    /// The clock bound the database holds (milliseconds): commits whose clock reading is
-    /// below it need not persist the clock again.
-    clock_bound_ms: std::sync::atomic::AtomicU64,
-    pub(crate) metrics: Metrics,
-    /// Capture plans by SQL text: SeaORM sends the same few texts over and over, and
-    /// parsing each one again (reads included) would tax every statement.
-    plans: Mutex<PlanCache>,
-}
-
-/// Plans made against one registry generation.
-#[derive(Default)]
-struct PlanCache {
-    generation: u64,
-    plans: std::collections::HashMap<String, Option<Capture>>,
-}
-
-/// Distinct statement texts to remember; past that the cache starts over.
-const PLAN_CACHE_ENTRIES: usize = 512;
-
-impl Shared {
-    /// A timestamp for a local write.
-    pub(crate) fn tick(&self) -> Hlc {
-        self.clock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tick(now_ms())
-    }
-
-    /// The clock's last reading.
-    fn clock_reading(&self) -> Hlc {
-        self.clock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .last()
-    }
-
-    /// The clock bound a committing transaction must persist, if the clock has reached
-    /// the one the database holds. The bound is set [`CLOCK_LEASE`] ahead, so that most
-    /// commits write no clock at all, and a restarted node resumes above every timestamp
-    /// it issued or observed (at worst one lease ahead of real time, well inside peers'
-    /// drift bound).
-    pub(crate) fn clock_bound_to_persist(&self) -> Option<Hlc> {
-        let reading = self.clock_reading();
-        let held = self
-            .clock_bound_ms
-            .load(std::sync::atomic::Ordering::Acquire);
-        (reading.time_ms >= held).then(|| Hlc {
-            time_ms: reading
-                .time_ms
-                .saturating_add(CLOCK_LEASE.as_millis() as u64),
-            counter: 0,
-            node: self.node_id,
-        })
-    }
-
-    /// Records that `bound` committed.
-    pub(crate) fn clock_bound_persisted(&self, bound: Hlc) {
-        self.clock_bound_ms
-            .fetch_max(bound.time_ms, std::sync::atomic::Ordering::AcqRel);
-    }
-
-    /// Checks that every timestamp is within the drift bound, then observes the latest.
-    pub(crate) fn observe(
-        &self,
-        timestamps: impl Iterator<Item = Hlc>,
-    ) -> Result<(), RejectReason> {
-        let now = now_ms();
-        let mut clock = self.clock.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut latest = None;
-        for hlc in timestamps {
-            clock.check_drift(hlc, now)?;
-            latest = latest.max(Some(hlc));
-        }
-        if let Some(latest) = latest {
-            clock.update(latest, now)?;
-        }
-        Ok(())
-    }
-
-    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The metadata of `table` if it is synced here.
-    pub(crate) fn synced_table(&self, table: &str) -> Option<Arc<crate::schema::TableMeta>> {
-        self.registry().synced(table)
-    }
-
-    /// The engine's feed of committed change sets; replaces (closes) any earlier one.
-    pub(crate) fn open_outbox(&self) -> async_channel::Receiver<ChangeSet> {
-        self.outbox.open_engine().into_channel()
-    }
-
-    pub(crate) fn plan_statement(&self, sql: &str) -> Result<Option<Capture>, DbErr> {
-        let registry = self.registry();
-        if registry.synced_tables().next().is_none() {
-            return Ok(None);
-        }
-        {
-            let cache = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
-            if cache.generation == registry.generation()
-                && let Some(plan) = cache.plans.get(sql)
-            {
-                return Ok(plan.clone());
-            }
-        }
-        // Refusals are not cached: they are errors, and rare.
-        let plan =
-            capture::plan_statement(sql, DbBackend::Sqlite, &registry).map_err(DbErr::from)?;
-        let mut cache = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.generation != registry.generation() || cache.plans.len() >= PLAN_CACHE_ENTRIES {
-            cache.plans.clear();
-            cache.generation = registry.generation();
-        }
-        cache.plans.insert(sql.to_owned(), plan.clone());
-        Ok(plan)
-    }
-
-    pub(crate) fn plan_script(&self, sql: &str) -> Result<Option<Vec<Step>>, DbErr> {
-        let registry = self.registry();
-        if registry.synced_tables().next().is_none() {
-            return Ok(None);
-        }
-        capture::plan_script(sql, DbBackend::Sqlite, &registry).map_err(DbErr::from)
-    }
-
-    /// Hands a committed local change set to the engine and notifies subscribers. Never
-    /// waits for the engine (see `outbox`).
-    pub(crate) async fn publish_local(&self, change_set: ChangeSet) {
-        self.metrics.local_change_set();
-        self.bus
-            .publish(notifications(&change_set, ChangeSource::Local));
-        self.outbox.hand_off(change_set).await;
-    }
-}
-
-/// One notification per table, rows in order.
-pub(crate) fn notifications(
-    change_set: &ChangeSet,
-    source: ChangeSource,
-) -> Vec<ChangeNotification> {
-    let mut out: Vec<ChangeNotification> = Vec::new();
-    for op in &change_set.operations {
-        let row = RowChange {
-            kind: op.kind,
-            primary_key: op.primary_key.iter().map(|(_, v)| v.clone()).collect(),
-        };
-        match out.iter_mut().find(|n| n.table == op.table) {
-            Some(notification) => notification.rows.push(row),
-            None => out.push(ChangeNotification {
-                table: op.table.clone(),
-                source,
-                rows: vec![row],
-            }),
-        }
-    }
-    out
-}
 
 /// The SQLite settings WaveSyncDB opens its database with, as SeaORM `ConnectOptions`:
 /// WAL journal, `synchronous = NORMAL`, a 10 s busy timeout, no ping before each use of a

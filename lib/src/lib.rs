@@ -23,6 +23,7 @@ mod metrics;
 mod migrate;
 mod notify;
 mod outbox;
+mod replica;
 mod secret;
 mod status;
 #[doc(hidden)]

@@ -204,6 +204,29 @@ async fn forget_pending(
     .map(drop)
 }
 
+/// Whether `meta`'s table holds more rows than the log knows alive: rows inserted
+/// around WaveSyncDB (a migration on a plain connection). Two counts, no row read.
+pub(crate) async fn has_unlogged_rows(
+    conn: &impl ConnectionTrait,
+    meta: &TableMeta,
+) -> Result<bool, DbErr> {
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM {}) > (SELECT count(*) FROM _wavesync_log \
+         WHERE tbl = ? AND col = ? AND value = 1)",
+        quote_ident(&meta.name)
+    );
+    let row = conn
+        .query_one_raw(stmt(
+            &sql,
+            vec![meta.name.as_str().into(), ROW_EXISTS_COLUMN.into()],
+        ))
+        .await?;
+    Ok(row
+        .map(|row| row.try_get_by_index::<bool>(0))
+        .transpose()?
+        .unwrap_or(false))
+}
+
 /// The rows of `meta`'s table that have no versions in the log, as insert operations
 /// stamped `hlc`: to be committed as one local transaction, so they replicate.
 pub(crate) async fn backfill(

@@ -6,7 +6,7 @@
 //! notifications it missed ([`Lagged`]) and can reload. It must never be the source of
 //! truth: it says that something changed, the database says what is there.
 
-use crate::protocol::WriteKind;
+use crate::protocol::{ChangeSet, WriteKind};
 use crate::value::CellValue;
 use event_listener::{Event, EventListener};
 use futures::Stream;
@@ -228,4 +228,27 @@ mod tests {
         assert_eq!(got.table, "x");
         publisher.join().unwrap();
     }
+}
+
+/// One notification per table, rows in order.
+pub(crate) fn notifications(
+    change_set: &ChangeSet,
+    source: ChangeSource,
+) -> Vec<ChangeNotification> {
+    let mut out: Vec<ChangeNotification> = Vec::new();
+    for op in &change_set.operations {
+        let row = RowChange {
+            kind: op.kind,
+            primary_key: op.primary_key.iter().map(|(_, v)| v.clone()).collect(),
+        };
+        match out.iter_mut().find(|n| n.table == op.table) {
+            Some(notification) => notification.rows.push(row),
+            None => out.push(ChangeNotification {
+                table: op.table.clone(),
+                source,
+                rows: vec![row],
+            }),
+        }
+    }
+    out
 }

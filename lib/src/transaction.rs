@@ -15,10 +15,10 @@
 
 use crate::capture::{Capture, CaptureKind, Step};
 use crate::clock::{Hlc, NodeId};
-use crate::connection::Shared;
 use crate::log::{self, LogEntry};
 use crate::merge::written_cells;
 use crate::protocol::{ChangeSet, SyncOperation, WriteKind};
+use crate::replica::Shared;
 use crate::value::encode_key;
 use sea_orm::sea_query::Values;
 use sea_orm::{
@@ -248,7 +248,12 @@ impl WaveSyncTransaction {
     ) -> Result<ExecResult, DbErr> {
         let rows = self
             .captured_query_after(Some(ROW_COUNTER_SETUP), capture, values)
-            .await?;
+            .await
+            .map_err(|err| match err {
+                // `execute` reports SeaORM's execution error, as on a plain transaction.
+                DbErr::Query(err) => DbErr::Exec(err),
+                other => other,
+            })?;
         self.exec_result(rows.len() as u64).await
     }
 

@@ -39,12 +39,13 @@ mod unique;
 pub(crate) use rows::rewrite_table;
 
 use crate::clock::NodeId;
-use crate::connection::{Shared, notifications};
 use crate::error::Error;
 use crate::log::{self, LogEntry};
 use crate::merge::{CellVersion, row_state, winners, written_cells};
 use crate::notify::ChangeSource;
+use crate::notify::notifications;
 use crate::protocol::{ChangeSet, SyncOperation};
+use crate::replica::Shared;
 use crate::schema::TableMeta;
 use crate::value::{CellValue, encode_key};
 use admit::Admitted;

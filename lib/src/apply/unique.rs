@@ -11,9 +11,9 @@
 use super::RowWrite;
 use super::rows::row_statement;
 use crate::clock::Hlc;
-use crate::connection::Shared;
 use crate::log;
 use crate::protocol::{ChangeSet, SyncOperation, WriteKind};
+use crate::replica::Shared;
 use crate::schema::{ROW_EXISTS_COLUMN, TableMeta, quote_ident};
 use crate::value::{CellValue, encode_key};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};

@@ -21,6 +21,9 @@
 //!   Delete the row and insert it under the new key instead.
 //! - Writes wrapped in `WITH`, multi-table `DELETE`, and several statements in one
 //!   prepared statement (whose parameters cannot be split safely) are refused.
+//! - `DROP TABLE` and `ALTER TABLE` other than `ADD COLUMN` on a synced table are
+//!   refused: every later change from peers would fail. A table qualified with another
+//!   schema than `main` (`temp.tasks`) is not the synced table.
 //! - A delete of rows that synced children reference with `ON DELETE CASCADE / SET NULL /
 //!   SET DEFAULT` carries the queries that find those children ([`cascade`]), so what
 //!   SQLite does to them on its own is captured as the writes it is.
@@ -33,8 +36,9 @@ use crate::error::Error;
 use crate::schema::{Registry, TableClass, TableMeta};
 use sea_orm::DbBackend;
 use sqlparser::ast::{
-    Assignment, AssignmentTarget, Expr, FromTable, Ident, ObjectName, OnConflictAction, OnInsert,
-    SelectItem, SetExpr, SqliteOnConflict, Statement, TableFactor, TableObject, TableWithJoins,
+    AlterTableOperation, Assignment, AssignmentTarget, Expr, FromTable, Ident, ObjectName,
+    ObjectType, OnConflictAction, OnInsert, SelectItem, SetExpr, SqliteOnConflict, Statement,
+    TableFactor, TableObject, TableWithJoins,
 };
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
@@ -304,6 +308,39 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
             }
             Ok(Planned::PassThrough(Box::new(Statement::Query(query))))
         }
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            names,
+            ..
+        } if names.iter().any(|name| synced(registry, name).is_some()) => {
+            let table = names
+                .iter()
+                .find_map(|name| synced(registry, name))
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            Err(refuse(
+                &table,
+                "dropping a synced table would make every later change from peers fail; \
+                 stop syncing it first (register it with `register_local`), or delete its rows",
+            ))
+        }
+        Statement::AlterTable(alter)
+            if synced(registry, &alter.name).is_some()
+                && !alter
+                    .operations
+                    .iter()
+                    .all(|op| matches!(op, AlterTableOperation::AddColumn { .. })) =>
+        {
+            let table = synced(registry, &alter.name)
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            Err(refuse(
+                &table,
+                "renaming or dropping a synced table or its columns would break every later \
+                 change from peers; migration is additive: add the field to the entity and \
+                 call `sync()`, which adds the column",
+            ))
+        }
         other => Ok(Planned::PassThrough(Box::new(other))),
     }
 }
@@ -346,6 +383,14 @@ fn last_ident(name: &ObjectName) -> Option<&str> {
 }
 
 fn synced(registry: &Registry, name: &ObjectName) -> Option<Arc<TableMeta>> {
+    // `temp.tasks` is another table than the synced `main.tasks`.
+    if name.0.len() > 1
+        && name.0[0]
+            .as_ident()
+            .is_some_and(|schema| !schema.value.eq_ignore_ascii_case("main"))
+    {
+        return None;
+    }
     match registry.classify(last_ident(name)?) {
         TableClass::Synced(meta) => Some(meta),
         TableClass::Local | TableClass::Unregistered => None,

@@ -168,8 +168,9 @@ impl<'a> SchemaBuilder<'a> {
     /// Creates the missing tables, adds the missing columns, writes the rows and values
     /// that peers sent before this registration (kept in the sync log meanwhile), and
     /// starts syncing the registered tables, in one database transaction: on error nothing
-    /// changed. Rows a table held before it was first registered (written by plain SeaORM
-    /// or a migration) are committed as one synced transaction, so they reach peers.
+    /// changed. Rows a table holds that the sync log has never seen (written before the
+    /// table was first registered, or since by plain SeaORM or a migration on another
+    /// connection) are committed as one synced transaction, so they reach peers.
     ///
     /// Migration is additive: a column the entity has and the table lacks is added with
     /// `ALTER TABLE .. ADD COLUMN`; nothing is dropped or retyped. A new column of a synced
@@ -206,7 +207,9 @@ impl<'a> SchemaBuilder<'a> {
                 for _ in 0..skipped {
                     shared.metrics.rejected("wrong_type");
                 }
-                if existed && !registered_before {
+                if existed
+                    && (!registered_before || migrate::has_unlogged_rows(&txn, &meta).await?)
+                {
                     backfilled.extend(migrate::backfill(&txn, &meta, hlc).await?);
                 }
             }

@@ -1,0 +1,83 @@
+//! Gaps in transparency: DDL on synced tables, tables of other schemas that share a synced
+//! table's name, and the error kinds SeaORM callers match on.
+
+mod common;
+
+use common::*;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
+
+on_both_executors! {
+    async fn ddl_that_would_break_a_synced_table_is_refused_and_not_executed() {
+        let t = TestDb::new().await;
+        task("a", "kept").insert(&t.db).await.unwrap();
+        for sql in [
+            "DROP TABLE tasks",
+            "ALTER TABLE tasks RENAME TO chores",
+            "ALTER TABLE tasks DROP COLUMN note",
+            "ALTER TABLE tasks RENAME COLUMN title TO name",
+        ] {
+            let err = t.db.execute_unprepared(sql).await.unwrap_err().to_string();
+            assert!(err.contains("refused") && err.contains("tasks"), "{sql}: {err}");
+        }
+        // Adding a column is harmless (it is not synced until the entity has it).
+        t.db.execute_unprepared("ALTER TABLE tasks ADD COLUMN extra TEXT").await.unwrap();
+        assert_eq!(all_tasks(&t.db).await[0].title, "kept");
+    }
+
+    async fn a_temp_table_named_like_a_synced_one_is_not_captured() {
+        let t = TestDb::new().await;
+        t.take_change_sets();
+        // A temp table lives on one connection: keep to one, in a transaction.
+        let txn = t.db.begin().await.unwrap();
+        txn.execute_unprepared(
+            "CREATE TEMP TABLE tasks (id TEXT PRIMARY KEY, title TEXT, completed INTEGER, weight REAL)",
+        )
+        .await
+        .unwrap();
+        txn.execute_unprepared("INSERT INTO temp.tasks (id, title, completed, weight) VALUES ('x', 'scratch', 0, 1)")
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        assert!(t.take_change_sets().is_empty(), "a write to temp.tasks is not a synced write");
+        assert_eq!(count(&t.db, "SELECT count(*) FROM _wavesync_log").await, 0);
+    }
+
+    async fn execute_in_a_transaction_fails_as_an_exec_error() {
+        let t = TestDb::new().await;
+        task("a", "first").insert(&t.db).await.unwrap();
+        let txn = t.db.begin().await.unwrap();
+        let err = txn
+            .execute_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "INSERT INTO tasks (id, title, completed, weight) VALUES ('a', 'again', 0, 1)",
+            ))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DbErr::Exec(_)), "{err:?}");
+        txn.rollback().await.unwrap();
+    }
+}
+
+on_both_executors! {
+    async fn rows_a_migration_inserts_on_a_plain_connection_are_adopted_by_the_next_sync() {
+        let t = TestDb::new().await;
+        task("a", "synced").insert(&t.db).await.unwrap();
+        t.take_change_sets();
+        // A migration seeds data through a plain SeaORM connection to the same file.
+        let plain = sea_orm::Database::connect(url(&t.dir)).await.unwrap();
+        plain
+            .execute_unprepared("INSERT INTO tasks (id, title, completed, weight) VALUES ('seed', 'seeded', 0, 1)")
+            .await
+            .unwrap();
+        plain.close().await.unwrap();
+        t.db.schema().register::<task::Entity>().sync().await.unwrap();
+        let sets = t.take_change_sets();
+        assert_eq!(sets.len(), 1, "the seeded row is committed as one synced transaction");
+        assert_eq!(sets[0].operations.len(), 1);
+        let report = t.db.verify_log().await.unwrap();
+        assert!(report.is_consistent(), "{:?}", report.problems);
+        // Nothing left to adopt: the next sync sends nothing.
+        t.db.schema().register::<task::Entity>().sync().await.unwrap();
+        assert!(t.take_change_sets().is_empty());
+    }
+}

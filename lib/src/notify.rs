@@ -181,6 +181,29 @@ impl Stream for ChangeSubscription {
     }
 }
 
+/// One notification per table, rows in order.
+pub(crate) fn notifications(
+    change_set: &ChangeSet,
+    source: ChangeSource,
+) -> Vec<ChangeNotification> {
+    let mut out: Vec<ChangeNotification> = Vec::new();
+    for op in &change_set.operations {
+        let row = RowChange {
+            kind: op.kind,
+            primary_key: op.primary_key.iter().map(|(_, v)| v.clone()).collect(),
+        };
+        match out.iter_mut().find(|n| n.table == op.table) {
+            Some(notification) => notification.rows.push(row),
+            None => out.push(ChangeNotification {
+                table: op.table.clone(),
+                source,
+                rows: vec![row],
+            }),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,27 +251,4 @@ mod tests {
         assert_eq!(got.table, "x");
         publisher.join().unwrap();
     }
-}
-
-/// One notification per table, rows in order.
-pub(crate) fn notifications(
-    change_set: &ChangeSet,
-    source: ChangeSource,
-) -> Vec<ChangeNotification> {
-    let mut out: Vec<ChangeNotification> = Vec::new();
-    for op in &change_set.operations {
-        let row = RowChange {
-            kind: op.kind,
-            primary_key: op.primary_key.iter().map(|(_, v)| v.clone()).collect(),
-        };
-        match out.iter_mut().find(|n| n.table == op.table) {
-            Some(notification) => notification.rows.push(row),
-            None => out.push(ChangeNotification {
-                table: op.table.clone(),
-                source,
-                rows: vec![row],
-            }),
-        }
-    }
-    out
 }

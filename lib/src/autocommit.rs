@@ -87,6 +87,8 @@ pub(crate) async fn autocommit_write(
     values: Option<Values>,
     as_execute: bool,
 ) -> Result<AutocommitWrite, DbErr> {
+    // Held until the write committed or failed (see `Shared::write_gate`).
+    let _gate = shared.write_gate.lock().await;
     if !capture.cascades.is_empty() {
         // A delete whose foreign keys' actions write other rows: those are read before
         // and after it, in a transaction of its own (rare enough to take the slow path).

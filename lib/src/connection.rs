@@ -114,6 +114,7 @@ pub struct WaveSyncDbBuilder {
     notification_buffer: usize,
     network: Option<NetworkConfig>,
     listen_set: bool,
+    max_connections: Option<u32>,
 }
 
 impl WaveSyncDbBuilder {
@@ -126,6 +127,7 @@ impl WaveSyncDbBuilder {
             notification_buffer: 1024,
             network: Some(NetworkConfig::new(topic.into())),
             listen_set: false,
+            max_connections: None,
         }
     }
 
@@ -202,6 +204,15 @@ impl WaveSyncDbBuilder {
         self
     }
 
+    /// How many connections the application's pool opens (default four for a database
+    /// file, one for an in-memory database). The network engine has a connection of its
+    /// own, so the application's writes and the engine never wait for each other's
+    /// connections; with one connection, reads queue behind writes.
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = Some(connections.max(1));
+        self
+    }
+
     /// How far ahead of this node's clock a remote timestamp may be before the change is
     /// rejected (default one minute). Bounds how far a peer with a wrong clock can win.
     pub fn max_clock_drift(mut self, drift: Duration) -> Self {
@@ -225,7 +236,11 @@ impl WaveSyncDbBuilder {
                 scheme: scheme.to_owned(),
             });
         }
-        let conn = Database::connect(sqlite_connect_options(&self.url)).await?;
+        let mut options = sqlite_connect_options(&self.url);
+        if let Some(connections) = self.max_connections {
+            options.max_connections(connections);
+        }
+        let conn = Database::connect(options).await?;
         log::create_tables(&conn).await?;
         let engine_conn = if in_memory(&self.url) {
             conn.clone()
@@ -246,6 +261,7 @@ impl WaveSyncDbBuilder {
             clock: Mutex::new(HlcClock::new(node_id, last, max_drift_ms)),
             bus: Bus::new(self.notification_buffer),
             outbox: Outbox::new(committed),
+            write_gate: async_lock::Mutex::new(()),
             commit_order: async_lock::Mutex::new(()),
             clock_bound_ms: std::sync::atomic::AtomicU64::new(0),
             metrics: Metrics::default(),

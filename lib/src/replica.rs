@@ -35,6 +35,10 @@ pub(crate) struct Shared {
     pub(crate) clock: Mutex<HlcClock>,
     pub(crate) bus: Arc<Bus>,
     pub(crate) outbox: Outbox,
+    /// Lets one autocommit write at a time ask SQLite for its write lock: the others wait
+    /// here, in order, instead of in SQLite's busy handler, whose growing sleeps starve
+    /// some writers past the busy timeout when many contend.
+    pub(crate) write_gate: async_lock::Mutex<()>,
     /// Orders commits of synced transactions with the hand-off of their change sets.
     pub(crate) commit_order: async_lock::Mutex<()>,
     /// The clock bound the database holds (milliseconds): commits whose clock reading is

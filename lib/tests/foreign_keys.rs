@@ -274,3 +274,29 @@ on_both_executors! {
         assert_consistent(&b).await;
     }
 }
+
+on_both_executors! {
+    async fn children_that_arrive_before_any_registration_are_written_when_it_comes() {
+        let dir_a = tempfile::tempdir().unwrap();
+        let a = open(&dir_a).await;
+        let sent = a.change_set_receiver();
+        write_thread(&a, "p1").await;
+        // B's engine receives the thread before the app registers anything.
+        let dir_b = tempfile::tempdir().unwrap();
+        let b = WaveSyncDbBuilder::new(url(&dir_b), "fk-topic").without_network().build().await.unwrap();
+        for set in drain(&sent) {
+            b.apply_remote(set).await.unwrap();
+        }
+        // Children registered (and so written) before their parents.
+        b.schema()
+            .register::<reaction::Entity>()
+            .register::<comment::Entity>()
+            .register::<pin::Entity>()
+            .register::<post::Entity>()
+            .sync()
+            .await
+            .unwrap();
+        assert_eq!(contents(&b).await, contents(&a).await);
+        assert_consistent(&b).await;
+    }
+}

@@ -184,8 +184,11 @@ impl<'a> SchemaBuilder<'a> {
             return Err(err);
         }
         let shared = &self.db.shared;
+        // On the engine's connection, which does not enforce foreign keys: rows kept for a
+        // later registration are written here in table order, children before parents
+        // maybe, and a child may have lost its parent on another peer (see `apply`).
         let txn = shared
-            .conn
+            .engine_conn
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..Default::default()

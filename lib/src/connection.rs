@@ -47,7 +47,8 @@ const APP_POOL_CONNECTIONS: u32 = 4;
 /// The SQLite settings WaveSyncDB opens its database with, as SeaORM `ConnectOptions`:
 /// WAL journal, `synchronous = NORMAL`, a 10 s busy timeout, no ping before each use of a
 /// pooled connection, no per-statement logging, and for a database file a pool of four
-/// connections (readers need not wait for a writer).
+/// connections (readers need not wait for a writer). An in-memory database (tests) has one
+/// connection, shared with the network engine, and does not enforce foreign keys.
 ///
 /// Open a plain SeaORM connection with these to compare like with like (the benchmark
 /// does), or to read a WaveSyncDB file from another tool without changing its journal.
@@ -61,6 +62,9 @@ fn in_memory(url: &str) -> bool {
 }
 
 fn connect_options(url: &str, foreign_keys: bool) -> ConnectOptions {
+    // An in-memory database has one pool, which the engine shares: it cannot check
+    // foreign keys there either (see `apply`).
+    let foreign_keys = foreign_keys && !in_memory(url);
     let mut options = ConnectOptions::new(url.to_owned());
     if !in_memory(url) {
         options.max_connections(if foreign_keys {

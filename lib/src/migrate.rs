@@ -28,7 +28,7 @@ use crate::protocol::{SyncOperation, WriteKind};
 use crate::schema::builder::Mode;
 use crate::schema::quote_ident;
 use crate::schema::{ForeignKey, OnDelete, ROW_EXISTS_COLUMN, TableMeta};
-use crate::value::encode_key;
+use crate::value::{CellValue, encode_key};
 use sea_orm::sea_query::{ColumnDef, Table, TableCreateStatement};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, StreamTrait, Value};
 use std::sync::Arc;
@@ -227,12 +227,18 @@ pub(crate) async fn has_unlogged_rows(
         .unwrap_or(false))
 }
 
-/// The rows of `meta`'s table that have no versions in the log, as insert operations
-/// stamped `hlc`: to be committed as one local transaction, so they replicate.
+/// What the log lacks of the rows `meta`'s table holds, as operations to commit as one
+/// local transaction, so they replicate:
+/// - a row without any version, and a value without one, are stamped `floor` (time 0 on
+///   this node's clock): whatever any peer really wrote wins over them, and two peers that
+///   adopt the same seeded row settle it by node id;
+/// - a row the log says is deleted (re-inserted around the library) is an insert stamped
+///   `now`.
 pub(crate) async fn backfill(
     conn: &impl ConnectionTrait,
     meta: &TableMeta,
-    hlc: Hlc,
+    floor: Hlc,
+    now: Hlc,
 ) -> Result<Vec<SyncOperation>, DbErr> {
     let columns: Vec<&str> = meta
         .primary_key
@@ -251,6 +257,9 @@ pub(crate) async fn backfill(
     );
     let rows = conn.query_all_raw(stmt(&select, vec![])).await?;
     let key_len = meta.primary_key.len();
+    let named = |cells: Vec<CellValue>, names: &[&str]| -> Vec<(String, CellValue)> {
+        names.iter().map(|c| (*c).to_owned()).zip(cells).collect()
+    };
     let mut operations = Vec::new();
     for chunk in rows.chunks(1_000) {
         let mut cells_of_rows = Vec::with_capacity(chunk.len());
@@ -265,29 +274,38 @@ pub(crate) async fn backfill(
         }
         let held = log::versions_of_rows(conn, &meta.name, &keys).await?;
         for (key, mut cells) in keys.iter().zip(cells_of_rows) {
-            if held.contains_key(key) {
-                continue;
-            }
             let values = cells.split_off(key_len);
+            let primary_key = named(cells, &columns[..key_len]);
+            let values = named(values, &columns[key_len..]);
+            let versions = held.get(key);
+            let deleted = versions
+                .and_then(|v| v.get(ROW_EXISTS_COLUMN))
+                .is_some_and(|v| v.value == CellValue::Integer(0));
+            let (kind, hlc, values) = match versions {
+                None => (WriteKind::Insert, floor, values),
+                Some(_) if deleted => (WriteKind::Insert, now, values),
+                Some(versions) => {
+                    let missing: Vec<_> = values
+                        .into_iter()
+                        .filter(|(name, _)| !versions.contains_key(name))
+                        .collect();
+                    if missing.is_empty() && versions.contains_key(ROW_EXISTS_COLUMN) {
+                        continue;
+                    }
+                    (WriteKind::Update, floor, missing)
+                }
+            };
             operations.push(SyncOperation {
                 table: meta.name.clone(),
-                kind: WriteKind::Insert,
+                kind,
                 hlc,
-                primary_key: columns[..key_len]
-                    .iter()
-                    .map(|c| (*c).to_owned())
-                    .zip(cells)
-                    .collect(),
-                values: columns[key_len..]
-                    .iter()
-                    .map(|c| (*c).to_owned())
-                    .zip(values)
-                    .collect(),
+                primary_key,
+                values,
             });
         }
     }
     if !operations.is_empty() {
-        tracing::info!(table = %meta.name, rows = operations.len(), "rows written before the table synced now replicate");
+        tracing::info!(table = %meta.name, rows = operations.len(), "rows the sync log had not seen now replicate");
     }
     Ok(operations)
 }

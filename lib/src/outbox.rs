@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// How many committed change sets may wait in the engine's queue.
 const QUEUE_CAPACITY: usize = 256;
+/// How many transactions the engine reads back from the log at a time.
+const READ_BATCH: u64 = 256;
 
 enum Receiver {
     Engine(async_channel::Sender<ChangeSet>),
@@ -155,7 +157,7 @@ impl EngineFeed {
                     self.next += 1;
                     return Some(set);
                 }
-                let through = set.seq - 1;
+                let through = (set.seq - 1).min(self.next + READ_BATCH - 1);
                 self.arrived = Some(set);
                 if let Err(err) = self.read_log(conn, origin, through).await {
                     tracing::warn!(%err, "reading local change sets from the log");
@@ -167,9 +169,14 @@ impl EngineFeed {
             if self.signal.overflowed.swap(false, Ordering::AcqRel) {
                 match log::head(conn, origin).await {
                     Ok(head) if head >= self.next => {
-                        if let Err(err) = self.read_log(conn, origin, head).await {
+                        // A bounded batch at a time; the rest on the next call.
+                        let through = head.min(self.next + READ_BATCH - 1);
+                        if through < head {
+                            self.signal.overflowed.store(true, Ordering::Release);
+                        }
+                        if let Err(err) = self.read_log(conn, origin, through).await {
                             tracing::warn!(%err, "reading local change sets from the log");
-                            self.next = head + 1;
+                            self.next = through + 1;
                         }
                     }
                     Ok(_) => {}
@@ -246,5 +253,71 @@ impl EngineFeed {
             "read local change sets the engine queue could not take"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::WaveSyncDbBuilder;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    #[test]
+    fn the_engine_gets_every_change_set_in_order_when_its_queue_overflows() {
+        smol::block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite:{}?mode=rwc", dir.path().join("a.db").display());
+            let db = WaveSyncDbBuilder::new(url, "t")
+                .without_network()
+                .build()
+                .await
+                .unwrap();
+            db.execute_unprepared("CREATE TABLE t (id TEXT PRIMARY KEY NOT NULL, v INTEGER)")
+                .await
+                .unwrap();
+            {
+                use crate::schema::{ColumnMeta, TableMeta, ValueKind};
+                let meta = TableMeta::new(
+                    "t",
+                    vec!["id".into()],
+                    vec![
+                        ColumnMeta {
+                            name: "id".into(),
+                            kind: ValueKind::Text,
+                            nullable: false,
+                        },
+                        ColumnMeta {
+                            name: "v".into(),
+                            kind: ValueKind::Integer,
+                            nullable: true,
+                        },
+                    ],
+                )
+                .unwrap();
+                db.shared.registry.write().unwrap().insert_synced(meta);
+                crate::log::record_table_keys(&db.shared.conn, "t", &["id".to_owned()])
+                    .await
+                    .unwrap();
+            }
+            let mut feed = db.shared.outbox.open_engine();
+            let total = super::QUEUE_CAPACITY as u64 + 300;
+            for n in 0..total {
+                db.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    "INSERT INTO t (id, v) VALUES (?, ?)",
+                    [format!("k{n}").into(), (n as i64).into()],
+                ))
+                .await
+                .unwrap();
+            }
+            // The queue took the first sets; the engine reads the rest from the log.
+            let origin = db.node_id();
+            let mut seqs = Vec::new();
+            for _ in 0..total {
+                let set = feed.next(&db.shared.engine_conn, origin).await.unwrap();
+                assert_eq!(set.operations.len(), 1, "seq {}", set.seq);
+                seqs.push(set.seq);
+            }
+            assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
+        });
     }
 }

@@ -4,7 +4,8 @@
 //! The outcome is the same on every peer, whatever order the rows arrive in: of two rows
 //! that collide, the one whose existence has the later version (HLC, then key) keeps its
 //! place, and the other is deleted, by this peer, as a local transaction of its own that
-//! replicates like any delete. So no pull stalls on the collision, the tables and logs of
+//! replicates like any delete. The delete is stamped just above the winner's existence
+//! (not "now"), so a later real write to the loser still wins and reopens the question. So no pull stalls on the collision, the tables and logs of
 //! all peers end identical, and the deleted row's values stay in the log (a later write to
 //! it brings it back). Only applied row by row, after a batched write failed on one.
 
@@ -26,6 +27,8 @@ const MAX_COLLISIONS_PER_ROW: usize = 8;
 pub(super) struct Loser {
     meta: Arc<TableMeta>,
     primary_key: Vec<(String, CellValue)>,
+    /// The existence version of the row that keeps its place.
+    winner: Option<Hlc>,
 }
 
 /// Whether `err` is SQLite's UNIQUE constraint failure.
@@ -40,9 +43,12 @@ fn collided_columns(err: &DbErr, meta: &TableMeta) -> Option<Vec<String>> {
     let list = list.lines().next()?;
     list.split(',')
         .map(|item| {
-            let column = item.trim().rsplit('.').next()?;
-            meta.column(column.trim_matches(|c| c == '"' || c == '\'' || c == '`'))
-                .map(|c| c.name.clone())
+            // `table.column`: a collision in another table (a trigger's) is not ours.
+            let (table, column) = item.trim().rsplit_once('.')?;
+            if !table.eq_ignore_ascii_case(&meta.name) {
+                return None;
+            }
+            meta.column(column).map(|c| c.name.clone())
         })
         .collect()
 }
@@ -150,18 +156,26 @@ pub(super) async fn write_rows_one_by_one(
         loop {
             let err = match conn.execute_raw(statement.clone()).await {
                 Ok(_) => break,
-                Err(err) if is_collision(&err) && attempts < MAX_COLLISIONS_PER_ROW => err,
+                Err(err) if is_collision(&err) => err,
                 Err(err) => return Err(err),
             };
             attempts += 1;
-            let Some(columns) = collided_columns(&err, &row.meta) else {
-                return Err(err);
+            let columns = collided_columns(&err, &row.meta);
+            let found = match &columns {
+                Some(columns) if attempts <= MAX_COLLISIONS_PER_ROW => {
+                    occupants(conn, &row, columns).await?
+                }
+                _ => Vec::new(),
             };
-            let found = occupants(conn, &row, &columns).await?;
             if found.is_empty() {
-                return Err(err);
+                // Not a collision this rule can settle (an expression or partial index, a
+                // trigger's table): the row stays in the log, unwritten, and the rest of
+                // the batch applies; `verify_log` reports it.
+                tracing::warn!(table = %row.meta.name, %err, "a remote row collides on a unique index and is not written");
+                break;
             }
             let mut incoming_keeps = true;
+            let mut winner = None;
             for occupant in found {
                 let occupant_key = encode_key(&occupant);
                 let held = log::versions_of_rows(
@@ -180,9 +194,11 @@ pub(super) async fn write_rows_one_by_one(
                     losers.push(Loser {
                         meta: Arc::clone(&row.meta),
                         primary_key: row.meta.primary_key.iter().cloned().zip(occupant).collect(),
+                        winner: row.exists,
                     });
                 } else {
                     incoming_keeps = false;
+                    winner = winner.max(occupant_exists);
                 }
             }
             if !incoming_keeps {
@@ -192,12 +208,24 @@ pub(super) async fn write_rows_one_by_one(
                 losers.push(Loser {
                     meta: Arc::clone(&row.meta),
                     primary_key: row.primary_key.clone(),
+                    winner,
                 });
                 break;
             }
         }
     }
     Ok(losers)
+}
+
+/// The version of a loser's delete: just above the winner's existence, so it beats the
+/// loser (older by the rule) and every peer's delete of it comes out alike, while any
+/// later real write to the loser still wins and reopens the question.
+fn tombstone(winner: Option<Hlc>, origin: crate::clock::NodeId) -> Option<Hlc> {
+    winner.map(|w| Hlc {
+        time_ms: w.time_ms,
+        counter: w.counter.saturating_add(1),
+        node: origin,
+    })
 }
 
 /// Records the collision deletes as one local transaction of this node in `conn`'s
@@ -207,19 +235,17 @@ pub(super) async fn commit_deletes(
     shared: &Shared,
     losers: Vec<Loser>,
 ) -> Result<ChangeSet, DbErr> {
-    // Stamped under the write lock this transaction holds.
-    let hlc = shared.tick();
+    let origin = shared.node_id;
     let operations: Vec<SyncOperation> = losers
         .into_iter()
         .map(|loser| SyncOperation {
             table: loser.meta.name.clone(),
             kind: WriteKind::Delete,
-            hlc,
+            hlc: tombstone(loser.winner, origin).unwrap_or_else(|| shared.tick()),
             primary_key: loser.primary_key,
             values: Vec::new(),
         })
         .collect();
-    let origin = shared.node_id;
     let entries = crate::transaction::local_entries(origin, &operations);
     let (sql, values) = log::local_commit_statements(origin, &entries, None);
     let row = conn

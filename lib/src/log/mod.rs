@@ -372,9 +372,11 @@ pub(crate) fn store_statements(
                 }
                 None => sql.push_str(") AS v WHERE true"),
             }
+            // A cell's version only ever grows (timestamps compare as their bytes).
             sql.push_str(
                 " ON CONFLICT (tbl, pk, col) DO UPDATE SET value = excluded.value, \
-                 hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq",
+                 hlc = excluded.hlc, origin = excluded.origin, seq = excluded.seq \
+                 WHERE excluded.hlc > _wavesync_log.hlc",
             );
             statements.push((sql, values));
         }

@@ -32,15 +32,15 @@ fn entry_bytes(table: &str, key: &[u8], column: &str, value: &CellValue) -> usiz
         CellValue::Blob(blob) => blob.len(),
         _ => 9,
     };
-    // An operation repeats its table, key values and key names; count them per entry
-    // (an upper bound) plus 64 bytes of timestamp, sequence number, tags and lengths.
+    // An operation repeats its table and key values; count them per entry (an upper
+    // bound; key names are counted once per operation) plus 64 bytes of timestamp,
+    // sequence number, tags and lengths.
     64 + table.len() + 2 * key.len() + column.len() + value
 }
 
 /// One page of `origin`'s log entries with seq in (after, through], after `cursor`, as
 /// operations tagged with their sequence numbers, and where the next page starts (`None`
-/// when this page ends the range). Rows whose table's key names are unknown here are
-/// left out (they cannot be named to the peer).
+/// when this page ends the range). Fails rather than leave out a row it cannot name.
 pub(crate) async fn page(
     conn: &DatabaseConnection,
     // Not consulted: a node serves what its log holds (kept until the engine's call
@@ -85,9 +85,8 @@ pub(crate) async fn page(
     let mut last: Option<Cursor> = None;
     let mut bytes = 0usize;
     let mut read = 0u64;
-    // The timestamp of the operation being built, and whether its row is served.
+    // The timestamp of the operation being built.
     let mut current_hlc: Option<Hlc> = None;
-    let mut current_included = false;
     // Rows are streamed: a page of large values is never read whole only to be cut.
     let rows = conn.stream_raw(stmt(&sql, values)).await?;
     futures::pin_mut!(rows);
@@ -118,18 +117,25 @@ pub(crate) async fn page(
         });
         if !same_operation {
             current_hlc = Some(hlc);
-            current_included = false;
+            // A row left out of a page would count as superseded for the peer, which then
+            // never asks for it again: refuse to serve instead (the peer asks later or
+            // elsewhere). Key names are unknown only in a database logged by an older
+            // version before its first `sync()`.
             let Some(names) = keys.get(&table) else {
-                tracing::debug!(%table, "not serving rows of a table whose key names are unknown");
-                continue;
+                return Err(DbErr::Custom(format!(
+                    "cannot serve rows of `{table}` yet: its key columns are recorded at its \
+                     registration"
+                )));
             };
             let Some(key_values) = crate::value::decode_key(&key) else {
                 return Err(corrupt("primary key encoding"));
             };
             if key_values.len() != names.len() {
-                continue;
+                return Err(corrupt(
+                    "a row key that does not fit its table's key columns",
+                ));
             }
-            current_included = true;
+            bytes += names.iter().map(String::len).sum::<usize>();
             operations.push((
                 seq,
                 SyncOperation {
@@ -140,10 +146,6 @@ pub(crate) async fn page(
                     values: Vec::new(),
                 },
             ));
-        }
-        if !current_included {
-            // An entry of a row that was left out above.
-            continue;
         }
         let Some((_, op)) = operations.last_mut() else {
             continue;

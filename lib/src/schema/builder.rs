@@ -199,7 +199,12 @@ impl<'a> SchemaBuilder<'a> {
             existed.push(migrate::create_or_extend(&txn, plan).await?);
         }
         // Stamped while this transaction holds SQLite's write lock.
-        let hlc = shared.tick();
+        let now = shared.tick();
+        let floor = crate::clock::Hlc {
+            time_ms: 0,
+            counter: 0,
+            node: shared.node_id,
+        };
         let mut backfilled = Vec::new();
         for (plan, existed) in self.tables.iter().zip(existed) {
             if let Mode::Synced(meta) = &plan.mode {
@@ -213,7 +218,7 @@ impl<'a> SchemaBuilder<'a> {
                 if existed
                     && (!registered_before || migrate::has_unlogged_rows(&txn, &meta).await?)
                 {
-                    backfilled.extend(migrate::backfill(&txn, &meta, hlc).await?);
+                    backfilled.extend(migrate::backfill(&txn, &meta, floor, now).await?);
                 }
             }
         }

@@ -18,6 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The catch-up protocol id; the version is part of it.
 pub(crate) const CATCH_UP_PROTOCOL: StreamProtocol = StreamProtocol::new("/wavesync/catchup/1");
 
+/// The catch-up protocol id of the group `topic` (today: the same for every group).
+pub(crate) fn catch_up_protocol(
+    _topic: &str,
+    _secret: Option<&crate::secret::GroupSecret>,
+) -> StreamProtocol {
+    CATCH_UP_PROTOCOL
+}
+
 /// The protocols of a WaveSyncDB node.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {

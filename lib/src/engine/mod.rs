@@ -14,7 +14,7 @@
 //! from peers (back-pressure); nothing is dropped on our side. Dropping the last
 //! `WaveSyncDb` handle, or `shutdown()`, stops both tasks and the thread.
 
-mod behaviour;
+pub(crate) mod behaviour;
 mod driver;
 mod event_loop;
 

@@ -1,0 +1,91 @@
+//! A peer of the group claims a head it cannot back: `(victim, 2^62)`, then an empty last
+//! page. The puller must not take the claim as evidence: the victim's later writes still
+//! reach it (live and through catch-up), and the false head spreads to nobody.
+
+use std::time::Duration;
+use wavesyncdb::testing::{ScriptedPeer, ScriptedRequest, ScriptedResponse};
+use wavesyncdb::{NodeId, WaveSyncDb};
+use wavesyncdb_integration_tests::{TestPeer, new_task, wait_until};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+const CLAIM: u64 = 1 << 62;
+
+async fn head_of(db: &WaveSyncDb, origin: NodeId) -> u64 {
+    let status = db.sync_status().await.expect("status");
+    status
+        .heads
+        .iter()
+        .find(|(o, _)| *o == origin)
+        .map_or(0, |(_, seq)| *seq)
+}
+
+#[test]
+fn a_false_heads_claim_silences_no_origin() {
+    smol::block_on(async {
+        use sea_orm::ActiveModelTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = TestPeer::start(&dir.path().join("victim.db"), &[]).await;
+        let v = victim.db.node_id();
+        let hostile = ScriptedPeer::start("tests", move |request| match request {
+            ScriptedRequest::Heads => ScriptedResponse::Heads(vec![(v, CLAIM)]),
+            ScriptedRequest::Pull { .. } => ScriptedResponse::Page {
+                operations: Vec::new(),
+                last: true,
+            },
+        })
+        .expect("scripted peer");
+        let puller =
+            TestPeer::start(&dir.path().join("puller.db"), &[hostile.address.clone()]).await;
+        // The claim has been made and "served": the puller asked for heads and pulled.
+        assert!(
+            wait_until(TIMEOUT, || async { hostile.requests() >= 4 }).await,
+            "the puller never talked to the hostile peer"
+        );
+        // The victim joins and writes.
+        victim.db.dial(puller.address()).await.unwrap();
+        new_task("after-claim", "written after the false claim")
+            .insert(&victim.db)
+            .await
+            .unwrap();
+        let arrived = wait_until(TIMEOUT, || async {
+            puller.tasks().await.iter().any(|t| t.id == "after-claim")
+        })
+        .await;
+        assert!(
+            arrived,
+            "the victim's write never reached the puller (its head: {})",
+            head_of(&puller.db, v).await
+        );
+        // A third peer pulling from the puller does not learn the false head either.
+        let third = TestPeer::start(&dir.path().join("third.db"), &[puller.address()]).await;
+        assert!(
+            wait_until(TIMEOUT, || async {
+                third.tasks().await.iter().any(|t| t.id == "after-claim")
+            })
+            .await,
+            "the third peer never caught up"
+        );
+        new_task("second", "a second write")
+            .insert(&victim.db)
+            .await
+            .unwrap();
+        assert!(
+            wait_until(TIMEOUT, || async {
+                third.tasks().await.iter().any(|t| t.id == "second")
+                    && puller.tasks().await.iter().any(|t| t.id == "second")
+            })
+            .await,
+            "a later write did not spread"
+        );
+        let real = head_of(&victim.db, v).await;
+        assert!(
+            head_of(&puller.db, v).await <= real,
+            "the false head stuck on the puller"
+        );
+        assert!(head_of(&third.db, v).await <= real, "the false head spread");
+        drop(hostile);
+        for peer in [victim, puller, third] {
+            peer.stop().await;
+        }
+    });
+}

@@ -117,6 +117,12 @@ mod tests {
         assert!(needs(&HashMap::from([(A, 8)]), &[(A, 8)], ME).is_empty());
     }
 
+    #[test]
+    fn behind_saturates_on_huge_claims() {
+        let theirs = [(A, u64::MAX), (B, u64::MAX)];
+        assert_eq!(behind(&HashMap::new(), &theirs, ME), u64::MAX);
+    }
+
     fn op(n: u64) -> (u64, SyncOperation) {
         (
             n,

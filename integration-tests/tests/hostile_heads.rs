@@ -89,3 +89,37 @@ fn a_false_heads_claim_silences_no_origin() {
         }
     });
 }
+
+#[test]
+fn a_head_poisoned_by_an_older_release_does_not_stop_live_writes() {
+    smol::block_on(async {
+        use sea_orm::ActiveModelTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = TestPeer::start(&dir.path().join("victim.db"), &[]).await;
+        let puller = TestPeer::start(&dir.path().join("puller.db"), &[]).await;
+        wavesyncdb::testing::poison_head(&puller.db, victim.db.node_id(), CLAIM)
+            .await
+            .unwrap();
+        victim.db.dial(puller.address()).await.unwrap();
+        assert!(
+            wait_until(TIMEOUT, || async {
+                victim.db.sync_status().await.unwrap().connected_peers == 1
+            })
+            .await
+        );
+        new_task("live", "written after the poison")
+            .insert(&victim.db)
+            .await
+            .unwrap();
+        assert!(
+            wait_until(TIMEOUT, || async {
+                puller.tasks().await.iter().any(|t| t.id == "live")
+            })
+            .await,
+            "a poisoned head silenced the victim"
+        );
+        for peer in [victim, puller] {
+            peer.stop().await;
+        }
+    });
+}

@@ -311,3 +311,14 @@ mod scripted {
         })
     }
 }
+
+/// Writes `origin`'s head directly, as an older release did after a false heads claim
+/// (it took a peer's claim as evidence): for tests that a node whose database already
+/// holds such a head still takes that origin's writes. Not a network path.
+pub async fn poison_head(
+    db: &crate::WaveSyncDb,
+    origin: crate::NodeId,
+    seq: u64,
+) -> Result<(), crate::Error> {
+    Ok(crate::log::set_head(&db.shared.conn, origin, seq).await?)
+}

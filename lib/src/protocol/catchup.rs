@@ -45,9 +45,9 @@ pub(crate) fn needs(
 /// How many transactions behind `ours` is compared with `theirs`. The heads are a
 /// peer's claims: the sum saturates rather than overflowing.
 pub(crate) fn behind(ours: &HashMap<NodeId, u64>, theirs: &[(NodeId, u64)], me: NodeId) -> u64 {
-    needs(ours, theirs, me)
-        .iter()
-        .fold(0u64, |sum, need| sum.saturating_add(need.through - need.after))
+    needs(ours, theirs, me).iter().fold(0u64, |sum, need| {
+        sum.saturating_add(need.through - need.after)
+    })
 }
 
 /// Groups a page's operations into whole transactions of `origin`. A transaction may span

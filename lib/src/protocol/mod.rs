@@ -64,6 +64,9 @@ pub struct ChangeSet {
 
 pub(crate) mod catchup;
 pub(crate) mod codec;
+pub(crate) mod heads;
+pub(crate) mod parts;
+pub(crate) mod strikes;
 
 /// The gossipsub message of the live path. The enum is the version: a peer that does not
 /// know a variant rejects the message, and catch-up fills the gap.

@@ -99,3 +99,68 @@ fn a_slow_clock_bans_no_honest_peer() {
         }
     });
 }
+
+/// The same through catch-up: a peer whose clock was pushed an hour ahead serves pages
+/// the slow node refuses, tick after tick (each a page re-served after our refusal);
+/// the slow node keeps counting them and bans nobody.
+#[test]
+fn pages_refused_for_drift_ban_nobody() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        // `ahead` accepts timestamps up to two hours ahead, so a change from an hour
+        // ahead moves its clock an hour forward: its own writes are stamped there.
+        let ahead = TestPeer::start_with(&dir.path().join("ahead.db"), &[], |b| {
+            b.max_clock_drift(Duration::from_secs(7_200))
+        })
+        .await;
+        let pusher = TestPeer::start(&dir.path().join("pusher.db"), &[ahead.address()]).await;
+        let future = encode_live(&ahead_of_us(pusher.db.node_id(), 1));
+        assert!(
+            wait_until(TIMEOUT, || {
+                let (pusher, ahead, future) = (&pusher, &ahead, future.clone());
+                async move {
+                    pusher.db.publish_raw(future).await.unwrap();
+                    ahead.tasks().await.len() == 1
+                }
+            })
+            .await,
+            "the future change never reached `ahead`"
+        );
+        pusher.stop().await;
+        for n in 0..3 {
+            new_task(&format!("ahead-{n}"), "stamped an hour ahead")
+                .insert(&ahead.db)
+                .await
+                .unwrap();
+        }
+        let slow = TestPeer::start(&dir.path().join("slow.db"), &[ahead.address()]).await;
+        let origin = ahead.db.node_id();
+        assert!(
+            wait_until(TIMEOUT, || async {
+                slow.db
+                    .metrics()
+                    .rejected
+                    .get("clock_drift")
+                    .copied()
+                    .unwrap_or(0)
+                    >= 15
+            })
+            .await,
+            "{:?}",
+            slow.db.metrics().rejected
+        );
+        let peer = slow
+            .db
+            .peers()
+            .into_iter()
+            .find(|p| p.node_id == origin)
+            .expect("the peer is known");
+        assert!(
+            !peer.banned && peer.connected,
+            "an honest peer was banned: {peer:?}"
+        );
+        for peer in [slow, ahead] {
+            peer.stop().await;
+        }
+    });
+}

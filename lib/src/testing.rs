@@ -156,6 +156,8 @@ mod scripted {
         },
         /// "Cannot serve this."
         Unavailable,
+        /// No answer at all: the request stays open until the asker gives up.
+        Silent,
     }
 
     /// A running scripted peer; dropping it stops it.
@@ -233,6 +235,7 @@ mod scripted {
                             let _ = ready_tx.send(Err(format!("listen: {err:?}")));
                             return;
                         }
+                        let mut unanswered = Vec::new();
                         loop {
                             tokio::select! {
                                 event = swarm.select_next_some() => match event {
@@ -244,8 +247,12 @@ mod scripted {
                                         ..
                                     }) => {
                                         counter.fetch_add(1, Ordering::Relaxed);
-                                        let response = answer(&mut script, request);
-                                        let _ = swarm.behaviour_mut().send_response(channel, response);
+                                        match answer(&mut script, request) {
+                                            Some(response) => {
+                                                let _ = swarm.behaviour_mut().send_response(channel, response);
+                                            }
+                                            None => unanswered.push(channel),
+                                        }
                                     }
                                     _ => {}
                                 },
@@ -281,7 +288,7 @@ mod scripted {
     fn answer(
         script: &mut impl FnMut(ScriptedRequest) -> ScriptedResponse,
         request: Request,
-    ) -> Response {
+    ) -> Option<Response> {
         let asked = match request {
             Request::V1(RequestV1::Heads) => ScriptedRequest::Heads,
             Request::V1(RequestV1::Pull {
@@ -296,7 +303,8 @@ mod scripted {
                 continued: cursor.is_some(),
             },
         };
-        Response::V1(match script(asked) {
+        Some(Response::V1(match script(asked) {
+            ScriptedResponse::Silent => return None,
             ScriptedResponse::Heads(heads) => ResponseV1::Heads(heads),
             ScriptedResponse::Unavailable => ResponseV1::Unavailable,
             ScriptedResponse::Page { operations, last } => {
@@ -308,7 +316,7 @@ mod scripted {
                 });
                 ResponseV1::Page { operations, next }
             }
-        })
+        }))
     }
 }
 

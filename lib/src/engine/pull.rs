@@ -3,15 +3,16 @@
 //! Decisions live in `protocol::catchup` (what to pull) and `protocol::heads` (what a
 //! page may hold, how much may wait between pages, how far a head may advance); this
 //! file carries them out between awaits on the database. A head advances in one way
-//! only: `log::advance_head_statement` (applying a set runs it too), which moves a head
-//! by one and only from the sequence number just below.
+//! only: applying a set (an empty one for a number without entries, see
+//! `protocol::heads`) runs `log::advance_head_statement`, which moves a head by one and
+//! only from the number just below.
 
 use super::Command;
 use super::driver::{Driver, Pending, Pull, node_of};
 use crate::clock::NodeId;
 use crate::log::{self, PageLimit};
 use crate::protocol::catchup::{self, Need};
-use crate::protocol::heads::{PULLS_PER_PEER, PageFault, PullProgress, bounded_heads, skip_range};
+use crate::protocol::heads::{PULLS_PER_PEER, PageFault, PullProgress, bounded_heads};
 use crate::protocol::strikes::Offense;
 use crate::protocol::{Cursor, Request, RequestV1, Response, ResponseV1, SyncOperation};
 use libp2p::PeerId;
@@ -20,8 +21,6 @@ use std::sync::Arc;
 
 /// Bytes of transactions held between pages for all pulls from one peer.
 const PEER_CARRY_BUDGET: usize = 128 << 20;
-/// Head advances per statement batch when a pull passes sequence numbers without entries.
-const ADVANCES_PER_BATCH: u64 = 1_000;
 
 impl Driver {
     pub(super) async fn ask_heads(&mut self, peer: PeerId) {
@@ -192,36 +191,8 @@ impl Driver {
         if next.is_none()
             && let Some(pull) = self.pulls.remove(&origin)
         {
-            if let Some(target) = pull.progress.head_target()
-                && let Err(err) = self.pass_empty(origin, target).await
-            {
-                tracing::warn!(%err, "recording catch-up progress");
-            }
             tracing::debug!(%peer, %origin, through = pull.progress.through, "caught up");
         }
-    }
-
-    /// Advances `origin`'s head over the sequence numbers up to `target` that left no
-    /// entries, one conditional step each (see `protocol::heads` for the evidence).
-    async fn pass_empty(&self, origin: NodeId, target: u64) -> Result<(), sea_orm::DbErr> {
-        let conn = &self.shared.conn;
-        // Only an optimization: each step advances only from the number just below it.
-        let head = log::head(conn, origin).await?;
-        let Some((mut from, end)) = skip_range(head, target) else {
-            return Ok(());
-        };
-        while from <= end {
-            let to = end.min(from.saturating_add(ADVANCES_PER_BATCH - 1));
-            let steps = (from..=to)
-                .map(|seq| log::advance_head_statement(origin, seq))
-                .collect();
-            log::execute_all(conn, steps).await?;
-            match to.checked_add(1) {
-                Some(next) => from = next,
-                None => break,
-            }
-        }
-        Ok(())
     }
 
     // ---- serving ----

@@ -1,6 +1,6 @@
 //! One catch-up pull, as a pure state machine: which pages to accept, how much of a
-//! transaction may be held between pages, and how far the origin's head may advance at
-//! the end.
+//! transaction may be held between pages, and which sequence numbers the origin's head
+//! may pass.
 //!
 //! Pure: no database, no swarm. The driver feeds it pages and carries out its answers.
 //!
@@ -10,24 +10,27 @@
 //! show every sequence number; something must let the head pass those. A peer's heads
 //! claim alone never does: a claim of `(victim, 2^62)` followed by an empty page would
 //! make every later write of the victim look applied already. The evidence accepted:
-//! - applying a transaction advances the head over it when it is the next one
-//!   (`apply_remote_batch`, through `log::advance_head_statement`);
-//! - at the end of a complete pull, the head may pass the sequence numbers without
-//!   entries up to the highest sequence number *received* in that pull: the server sent
-//!   entries that far, so everything before them that it holds was sent too;
-//! - when the peer served its *own* origin (its heads reply about itself, over a
-//!   connection authenticated as that origin), up to `through`: nobody knows an origin's
-//!   transactions better than the origin, and a peer can only silence itself this way.
+//! - a sequence number *below one received* in the pull: the server sends entries in
+//!   sequence order, so one it skipped before an entry it sent holds nothing there;
+//! - when the peer serves its *own* origin (its heads reply about itself, over a
+//!   connection authenticated as that origin), every sequence number up to `through`:
+//!   nobody knows an origin's transactions better, and a peer can only silence itself.
 //!
-//! Sequence numbers past that stay unapplied: the next round of heads pulls them again
-//! (an empty range is one index seek), and live messages of the origin are applied
-//! whatever their sequence number, so nothing is lost meanwhile.
+//! Such numbers are handed to apply as *empty* change sets, in order among the real
+//! ones, so there is one way a head moves: apply's conditional step
+//! (`log::advance_head_statement`, from the number just below only). If apply does not
+//! count a set, the steps after it change nothing either. At most [`MAX_SKIP`] empty
+//! sets per pull; the next round goes on from where the head stopped. Numbers past the
+//! evidence stay unapplied: the next round of heads pulls them again (an empty range is
+//! one index seek), and live messages of the origin are applied whatever their sequence
+//! number, so nothing is lost meanwhile.
 //!
 //! ## Bounds
 //! A page must lie inside the range asked for, in order (else it is forged, and the pull
 //! ends). The operations of a transaction that spans pages are held until its last
 //! operation arrives, up to [`CARRY_BUDGET`] bytes; a larger transaction ends the pull
-//! (logged), and a heads reply is cut to [`MAX_HEADS`] origins.
+//! (logged). A heads reply is cut to [`MAX_HEADS`] origins, and at most
+//! [`PULLS_PER_PEER`] pulls go to one peer at a time.
 
 use crate::clock::NodeId;
 use crate::protocol::catchup::assemble;
@@ -40,8 +43,8 @@ pub(crate) const CARRY_BUDGET: usize = 64 << 20;
 pub(crate) const MAX_HEADS: usize = 16_384;
 /// Pulls from one peer at a time.
 pub(crate) const PULLS_PER_PEER: usize = 4;
-/// Sequence numbers without entries a head may pass at the end of one pull.
-pub(crate) const MAX_SKIP: u64 = 100_000;
+/// Sequence numbers without entries one pull may pass (as empty change sets).
+pub(crate) const MAX_SKIP: u64 = 10_000;
 
 /// Roughly the memory an operation takes.
 pub(crate) fn operation_bytes(op: &SyncOperation) -> usize {
@@ -76,7 +79,10 @@ pub(crate) struct PullProgress {
     pub through: u64,
     /// Whether the peer serving is the origin itself.
     pub from_origin: bool,
-    highest_received: Option<u64>,
+    /// The last sequence number handed out (as a set or an empty set), or `after`.
+    emitted: u64,
+    /// Empty sets this pull may still hand out.
+    skips_left: u64,
     carry: Vec<(u64, SyncOperation)>,
     carry_bytes: usize,
 }
@@ -88,7 +94,8 @@ impl PullProgress {
             after,
             through,
             from_origin,
-            highest_received: None,
+            emitted: after,
+            skips_left: MAX_SKIP,
             carry: Vec::new(),
             carry_bytes: 0,
         }
@@ -99,26 +106,21 @@ impl PullProgress {
         self.carry_bytes
     }
 
-    /// Takes one page; returns the whole transactions it completes.
+    /// Takes one page; returns the whole transactions it completes, in order, with an
+    /// empty set for every sequence number the evidence lets the head pass (see the
+    /// module doc).
     pub(crate) fn page(
         &mut self,
         operations: Vec<(u64, SyncOperation)>,
         last: bool,
     ) -> Result<Vec<ChangeSet>, PageFault> {
-        let mut previous = self
-            .carry
-            .last()
-            .map(|(seq, _)| *seq)
-            .or(self.highest_received);
+        let mut previous = self.carry.last().map_or(self.emitted, |(seq, _)| *seq);
         for (seq, _) in &operations {
             let seq = *seq;
-            if seq <= self.after || seq > self.through || previous.is_some_and(|p| seq < p) {
+            if seq <= self.after || seq > self.through || seq < previous {
                 return Err(PageFault::OutOfRange { seq });
             }
-            previous = Some(seq);
-        }
-        if let Some(seq) = previous {
-            self.highest_received = Some(seq);
+            previous = seq;
         }
         let sets = assemble(self.origin, &mut self.carry, operations, last);
         self.carry_bytes = self.carry.iter().map(|(_, op)| operation_bytes(op)).sum();
@@ -129,26 +131,42 @@ impl PullProgress {
                 bytes: self.carry_bytes,
             });
         }
-        Ok(sets)
+        let mut out = Vec::with_capacity(sets.len());
+        for set in sets {
+            self.pass_before(set.seq, &mut out);
+            self.emitted = self.emitted.max(set.seq);
+            out.push(set);
+        }
+        if last && self.from_origin {
+            self.pass_through(&mut out);
+        }
+        Ok(out)
     }
 
-    /// After the last page was applied: how far the head may advance over sequence
-    /// numbers without entries (see the module doc), if anywhere.
-    pub(crate) fn head_target(&self) -> Option<u64> {
-        let evidence = if self.from_origin {
-            Some(self.through)
-        } else {
-            self.highest_received
-        }?;
-        Some(evidence.min(self.through))
+    /// Empty sets for the numbers after the last one handed out and before `seq`, as far
+    /// as the budget allows.
+    fn pass_before(&mut self, seq: u64, out: &mut Vec<ChangeSet>) {
+        while self.skips_left > 0 && self.emitted.saturating_add(1) < seq {
+            self.push_empty(out);
+        }
     }
-}
 
-/// The sequence numbers `(first, last)` the head (now `head`) may pass after a pull
-/// reaching `target`: at most [`MAX_SKIP`] of them; `None` if there are none.
-pub(crate) fn skip_range(head: u64, target: u64) -> Option<(u64, u64)> {
-    let first = head.checked_add(1).filter(|_| target > head)?;
-    Some((first, target.min(head.saturating_add(MAX_SKIP))))
+    /// Empty sets up to `through`, as far as the budget allows.
+    fn pass_through(&mut self, out: &mut Vec<ChangeSet>) {
+        while self.skips_left > 0 && self.emitted < self.through {
+            self.push_empty(out);
+        }
+    }
+
+    fn push_empty(&mut self, out: &mut Vec<ChangeSet>) {
+        self.emitted += 1;
+        self.skips_left -= 1;
+        out.push(ChangeSet {
+            origin: self.origin,
+            seq: self.emitted,
+            operations: Vec::new(),
+        });
+    }
 }
 
 /// A heads reply, bounded: at most [`MAX_HEADS`] origins, one entry per origin.
@@ -185,26 +203,41 @@ mod tests {
         )
     }
 
+    fn seqs(sets: &[ChangeSet]) -> Vec<(u64, usize)> {
+        sets.iter().map(|s| (s.seq, s.operations.len())).collect()
+    }
+
     #[test]
     fn a_claim_with_an_empty_page_advances_nothing() {
         let mut pull = PullProgress::new(O, 3, 1 << 62, false);
         assert_eq!(pull.page(vec![], true), Ok(vec![]));
-        assert_eq!(pull.head_target(), None);
     }
 
     #[test]
-    fn the_head_passes_empty_seqs_only_up_to_what_was_received() {
+    fn numbers_below_a_received_one_are_passed() {
         let mut pull = PullProgress::new(O, 0, 100, false);
-        let sets = pull.page(vec![op(4, 1), op(9, 1)], true).unwrap();
-        assert_eq!(sets.len(), 2);
-        assert_eq!(pull.head_target(), Some(9));
+        let first = pull.page(vec![op(2, 1), op(4, 1)], false).unwrap();
+        assert_eq!(seqs(&first), [(1, 0), (2, 1)]);
+        let last = pull.page(vec![op(4, 1), op(6, 1)], true).unwrap();
+        assert_eq!(seqs(&last), [(3, 0), (4, 2), (5, 0), (6, 1)]);
     }
 
     #[test]
     fn the_origin_itself_attests_its_range() {
-        let mut pull = PullProgress::new(O, 0, 100, true);
-        pull.page(vec![op(4, 1)], true).unwrap();
-        assert_eq!(pull.head_target(), Some(100));
+        let mut pull = PullProgress::new(O, 0, 5, true);
+        let sets = pull.page(vec![op(2, 1)], true).unwrap();
+        assert_eq!(seqs(&sets), [(1, 0), (2, 1), (3, 0), (4, 0), (5, 0)]);
+    }
+
+    #[test]
+    fn empty_sets_are_bounded_per_pull_and_never_overflow() {
+        let mut pull = PullProgress::new(O, 0, 1 << 62, true);
+        let sets = pull.page(vec![], true).unwrap();
+        assert_eq!(sets.len() as u64, MAX_SKIP);
+        assert_eq!(sets.last().map(|s| s.seq), Some(MAX_SKIP));
+        let mut pull = PullProgress::new(O, u64::MAX - 2, u64::MAX, true);
+        let sets = pull.page(vec![], true).unwrap();
+        assert_eq!(seqs(&sets), [(u64::MAX - 1, 0), (u64::MAX, 0)]);
     }
 
     #[test]
@@ -238,15 +271,6 @@ mod tests {
     }
 
     #[test]
-    fn skips_are_bounded_and_never_overflow() {
-        assert_eq!(skip_range(3, 7), Some((4, 7)));
-        assert_eq!(skip_range(7, 7), None);
-        assert_eq!(skip_range(9, 7), None);
-        assert_eq!(skip_range(0, u64::MAX), Some((1, MAX_SKIP)));
-        assert_eq!(skip_range(u64::MAX, u64::MAX), None);
-    }
-
-    #[test]
     fn heads_replies_are_bounded() {
         let heads: Vec<(NodeId, u64)> = (0..100_000u32)
             .map(|n| {
@@ -259,33 +283,41 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever pages a server sends, the head target never passes what was
-        /// received (unless the origin serves itself), nor the range.
+        /// Whatever pages a server sends, the sets handed to apply are in order without
+        /// repeats, hold every received operation, and pass no number past the last one
+        /// received (unless the origin serves itself) nor past the range.
         #[test]
-        fn the_target_is_backed_by_data(
+        fn empty_sets_are_backed_by_evidence(
             after in 0u64..50,
             len in 0u64..50,
-            seqs in proptest::collection::vec(0u64..120, 0..30),
+            received in proptest::collection::vec(0u64..120, 0..30),
             split in 0usize..30,
             from_origin in any::<bool>(),
         ) {
             let through = after + len;
             let mut pull = PullProgress::new(O, after, through, from_origin);
-            let mut sorted = seqs.clone();
+            let mut sorted = received.clone();
             sorted.sort_unstable();
             let ops: Vec<_> = sorted.iter().map(|s| op(*s, 1)).collect();
             let at = split.min(ops.len());
             let (first, second) = ops.split_at(at);
-            let ok = pull.page(first.to_vec(), false).is_ok()
-                && pull.page(second.to_vec(), true).is_ok();
+            let mut sets = Vec::new();
+            let ok = pull.page(first.to_vec(), false).map(|s| sets.extend(s)).is_ok()
+                && pull.page(second.to_vec(), true).map(|s| sets.extend(s)).is_ok();
             let valid = sorted.iter().all(|s| *s > after && *s <= through);
             prop_assert_eq!(ok, valid);
             if ok {
-                let target = pull.head_target();
-                if from_origin {
-                    prop_assert_eq!(target, Some(through));
-                } else {
-                    prop_assert_eq!(target, sorted.last().copied());
+                let numbers: Vec<u64> = sets.iter().map(|s| s.seq).collect();
+                prop_assert!(numbers.windows(2).all(|w| w[0] < w[1]));
+                let operations: usize = sets.iter().map(|s| s.operations.len()).sum();
+                prop_assert_eq!(operations, sorted.len());
+                let reach = if from_origin { Some(through) } else { sorted.last().copied() };
+                match reach {
+                    Some(reach) => {
+                        let expected: Vec<u64> = (after + 1..=reach).collect();
+                        prop_assert_eq!(numbers, expected);
+                    }
+                    None => prop_assert!(numbers.is_empty()),
                 }
             }
         }

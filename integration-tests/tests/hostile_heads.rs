@@ -123,3 +123,42 @@ fn a_head_poisoned_by_an_older_release_does_not_stop_live_writes() {
         }
     });
 }
+
+#[test]
+fn a_claim_never_served_does_not_hold_up_an_origins_catch_up() {
+    smol::block_on(async {
+        use sea_orm::ActiveModelTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = TestPeer::start(&dir.path().join("victim.db"), &[]).await;
+        let v = victim.db.node_id();
+        let hostile = ScriptedPeer::start("tests", move |request| match request {
+            ScriptedRequest::Heads => ScriptedResponse::Heads(vec![(v, CLAIM)]),
+            // Holds the pull open until the puller gives up (30 s).
+            ScriptedRequest::Pull { .. } => ScriptedResponse::Silent,
+        })
+        .expect("scripted peer");
+        let puller =
+            TestPeer::start(&dir.path().join("puller.db"), &[hostile.address.clone()]).await;
+        assert!(
+            wait_until(TIMEOUT, || async { hostile.requests() >= 2 }).await,
+            "the puller never pulled from the hostile peer"
+        );
+        // Written while the two are apart: only catch-up brings them.
+        for n in 0..3 {
+            new_task(&format!("offline-{n}"), "written apart")
+                .insert(&victim.db)
+                .await
+                .unwrap();
+        }
+        victim.db.dial(puller.address()).await.unwrap();
+        assert!(
+            wait_until(TIMEOUT, || async { puller.tasks().await.len() == 3 }).await,
+            "the victim's catch-up was held up: {} of 3 rows",
+            puller.tasks().await.len()
+        );
+        drop(hostile);
+        for peer in [victim, puller] {
+            peer.stop().await;
+        }
+    });
+}

@@ -77,7 +77,13 @@ impl Driver {
             if in_flight >= PULLS_PER_PEER {
                 break;
             }
-            if !self.pulls.contains_key(&need.origin) {
+            // A pull of an origin from someone else gives way to the origin itself: a
+            // peer that claims an origin's transactions and never serves them must not
+            // hold up that origin's catch-up (its answers become stale).
+            let free = self.pulls.get(&need.origin).is_none_or(|pull| {
+                pull.peer != peer && need.origin == its_own && !pull.progress.from_origin
+            });
+            if free {
                 self.start_pull(peer, need).await;
                 in_flight += 1;
             }

@@ -51,6 +51,27 @@ pub(super) struct Pull {
     pub token: u64,
 }
 
+/// Departed peers (neither connected nor banned) kept in the status: beyond this, the
+/// ones departed are forgotten, so peers that come and go cannot grow it without bound.
+const MAX_DEPARTED: usize = 256;
+
+fn forget_departed(peers: &mut std::collections::BTreeMap<PeerId, super::PeerState>) {
+    let departed = |state: &super::PeerState| !state.connected && state.banned_until.is_none();
+    let mut excess = peers
+        .values()
+        .filter(|state| departed(state))
+        .count()
+        .saturating_sub(MAX_DEPARTED);
+    peers.retain(|_, state| {
+        if excess > 0 && departed(state) {
+            excess -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
 /// The node id of a peer.
 pub(super) fn node_of(peer: &PeerId) -> NodeId {
     NodeId::from_peer_id_bytes(&peer.to_bytes())
@@ -407,8 +428,12 @@ impl Driver {
             }
             NetEvent::Disconnected(peer) => {
                 self.candidates.remove(&peer);
-                if let Some(state) = self.status().peers.get_mut(&peer) {
-                    state.connected = false;
+                {
+                    let mut status = self.status();
+                    if let Some(state) = status.peers.get_mut(&peer) {
+                        state.connected = false;
+                    }
+                    forget_departed(&mut status.peers);
                 }
                 self.pulls.retain(|_, pull| pull.peer != peer);
             }

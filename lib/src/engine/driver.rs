@@ -410,20 +410,8 @@ impl Driver {
     async fn on_event(&mut self, event: NetEvent) {
         match event {
             NetEvent::Connected(peer) => {
-                // A member again if it was one; else a candidate until it proves it.
-                let known = {
-                    let mut status = self.status();
-                    match status.peers.get_mut(&peer) {
-                        Some(state) => {
-                            state.connected = true;
-                            true
-                        }
-                        None => false,
-                    }
-                };
-                if !known {
-                    self.candidates.insert(peer);
-                }
+                // Counted (again) once it shows it speaks our group's protocol.
+                self.candidates.insert(peer);
                 self.ask_heads(peer).await;
             }
             NetEvent::Disconnected(peer) => {

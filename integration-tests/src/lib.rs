@@ -158,3 +158,158 @@ pub fn new_task(id: &str, title: &str) -> task::ActiveModel {
         completed: Set(false),
     }
 }
+
+pub mod post {
+    //! A synced parent table: posts, whose comments reference them.
+    use sea_orm::entity::prelude::*;
+
+    /// One post.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "posts")]
+    pub struct Model {
+        /// Application-chosen key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The post's title.
+        pub title: String,
+    }
+
+    /// A post has many comments.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        /// The post's comments.
+        #[sea_orm(has_many = "super::comment::Entity")]
+        Comment,
+    }
+
+    impl Related<super::comment::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Comment.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod comment {
+    //! A synced child table: each comment belongs to a post (a FOREIGN KEY with
+    //! `ON DELETE CASCADE`, emitted by SeaORM's schema builder from the relation).
+    use sea_orm::entity::prelude::*;
+
+    /// One comment.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "comments")]
+    pub struct Model {
+        /// Application-chosen key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The post it belongs to.
+        pub post_id: String,
+        /// What it says.
+        pub body: String,
+    }
+
+    /// A comment belongs to a post; deleting the post deletes its comments.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        /// The post.
+        #[sea_orm(
+            belongs_to = "super::post::Entity",
+            from = "Column::PostId",
+            to = "super::post::Column::Id",
+            on_delete = "Cascade"
+        )]
+        Post,
+    }
+
+    impl Related<super::post::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Post.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The builder [`TestPeer::start_with`] uses: a loopback listener, mDNS off, catch-up
+/// every 300 ms.
+pub fn test_builder(path: &std::path::Path) -> wavesyncdb::WaveSyncDbBuilder {
+    wavesyncdb::WaveSyncDbBuilder::new(format!("sqlite:{}?mode=rwc", path.display()), "tests")
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+        .mdns(false)
+        .catch_up_interval(std::time::Duration::from_millis(300))
+}
+
+impl TestPeer {
+    /// Starts a peer like [`TestPeer::start`] whose engine runs (and connects to
+    /// `bootstrap`) but which registers no table: the application calls
+    /// `db.schema()...sync()` itself, later.
+    pub async fn start_unregistered(
+        path: &std::path::Path,
+        bootstrap: &[wavesyncdb::Multiaddr],
+    ) -> TestPeer {
+        let mut builder = test_builder(path);
+        for address in bootstrap {
+            builder = builder.bootstrap(address.clone());
+        }
+        let db = builder.build().await.expect("start peer");
+        TestPeer {
+            db,
+            path: path.to_owned(),
+        }
+    }
+
+    /// Registers the `posts` and `comments` tables for sync.
+    pub async fn register_posts(&self) {
+        self.db
+            .schema()
+            .register::<post::Entity>()
+            .register::<comment::Entity>()
+            .sync()
+            .await
+            .expect("register posts and comments");
+    }
+
+    /// Every post, ordered by id.
+    pub async fn posts(&self) -> Vec<post::Model> {
+        rows::<post::Entity>(&self.db).await
+    }
+
+    /// Every comment, ordered by id.
+    pub async fn comments(&self) -> Vec<comment::Model> {
+        rows::<comment::Entity>(&self.db).await
+    }
+
+    /// Waits until this peer has at least `peers` connected peers.
+    pub async fn wait_connected(&self, peers: usize, timeout: std::time::Duration) -> bool {
+        wait_until(timeout, || async {
+            self.db
+                .sync_status()
+                .await
+                .is_ok_and(|status| status.connected_peers >= peers)
+        })
+        .await
+    }
+}
+
+/// Every row of `E` in `db`, ordered by primary key.
+pub async fn rows<E: sea_orm::EntityTrait>(db: &wavesyncdb::WaveSyncDb) -> Vec<E::Model> {
+    use sea_orm::{Iterable, PrimaryKeyToColumn, QueryOrder};
+    let mut query = E::find();
+    for key in E::PrimaryKey::iter() {
+        query = query.order_by_asc(key.into_column());
+    }
+    query.all(db).await.expect("read rows")
+}
+
+/// Panics unless `verify_log` finds the tables and the log in agreement on every peer.
+pub async fn assert_logs_consistent(peers: &[&TestPeer]) {
+    for (n, peer) in peers.iter().enumerate() {
+        let report = peer.db.verify_log().await.expect("verify log");
+        assert!(
+            report.is_consistent(),
+            "peer {n}: tables and log disagree: {:?}",
+            report.problems
+        );
+    }
+}

@@ -8,18 +8,20 @@
 //! bookkeeping. It must never send a change that did not commit, and never execute a
 //! write to a synced table that it could not capture.
 
+use crate::autocommit::autocommit_write;
 use crate::capture::{self, Capture, Step};
 use crate::clock::{Hlc, HlcClock, NodeId, now_ms};
 use crate::engine::{self, EngineHandle, NetworkConfig};
 use crate::error::{Error, RejectReason};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::notify::{Bus, ChangeNotification, ChangeSource, ChangeSubscription, RowChange};
+use crate::outbox::Outbox;
 use crate::protocol::ChangeSet;
 use crate::schema::Registry;
 use crate::schema::builder::SchemaBuilder;
 use crate::secret::GroupSecret;
 use crate::status::{PeerInfo, SyncStatus};
-use crate::transaction::{ResultStream, WaveSyncTransaction, autocommit_write, run_transaction};
+use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
 use crate::{apply, log};
 use libp2p::{Multiaddr, PeerId};
 use sea_orm::{
@@ -39,17 +41,25 @@ pub const DEFAULT_MAX_CLOCK_DRIFT: Duration = Duration::from_secs(60);
 /// [`Shared::clock_bound_to_persist`]).
 const CLOCK_LEASE: Duration = Duration::from_secs(1);
 
-/// How many committed change sets may wait for the engine before writers wait too.
-const OUTBOX_CAPACITY: usize = 256;
+/// Connections of the application's pool for a database file: WAL lets readers work
+/// while one connection writes, so reads need not queue behind a write (SQLite still
+/// takes one writer at a time; the others wait in its busy handler). SeaORM alone would
+/// open one.
+const APP_POOL_CONNECTIONS: u32 = 4;
 
 /// State shared by a `WaveSyncDb`, its clones and its transactions.
 pub(crate) struct Shared {
+    /// The application's pool: its reads and writes, and schema registration.
     pub(crate) conn: DatabaseConnection,
+    /// The engine's own connection (remote applies, catch-up reads): it never waits for
+    /// a connection of the application's pool, and does not enforce foreign keys (see
+    /// `apply`). For an in-memory database, the application's pool itself.
+    pub(crate) engine_conn: DatabaseConnection,
     pub(crate) node_id: NodeId,
     pub(crate) registry: RwLock<Registry>,
     clock: Mutex<HlcClock>,
     pub(crate) bus: Arc<Bus>,
-    outbox: Mutex<Option<async_channel::Sender<ChangeSet>>>,
+    outbox: Outbox,
     /// Orders commits of synced transactions with the hand-off of their change sets.
     pub(crate) commit_order: async_lock::Mutex<()>,
     /// The clock bound the database holds (milliseconds): commits whose clock reading is
@@ -140,11 +150,9 @@ impl Shared {
         self.registry().synced(table)
     }
 
-    /// A fresh channel for committed change sets; replaces (closes) any earlier one.
+    /// The engine's feed of committed change sets; replaces (closes) any earlier one.
     pub(crate) fn open_outbox(&self) -> async_channel::Receiver<ChangeSet> {
-        let (sender, receiver) = async_channel::bounded(OUTBOX_CAPACITY);
-        *self.outbox.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
-        receiver
+        self.outbox.open_engine().into_channel()
     }
 
     pub(crate) fn plan_statement(&self, sql: &str) -> Result<Option<Capture>, DbErr> {
@@ -180,26 +188,13 @@ impl Shared {
         capture::plan_script(sql, DbBackend::Sqlite, &registry).map_err(DbErr::from)
     }
 
-    /// Hands a committed local change set to the engine and notifies subscribers.
+    /// Hands a committed local change set to the engine and notifies subscribers. Never
+    /// waits for the engine (see `outbox`).
     pub(crate) async fn publish_local(&self, change_set: ChangeSet) {
         self.metrics.local_change_set();
         self.bus
             .publish(notifications(&change_set, ChangeSource::Local));
-        let sender = self
-            .outbox
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(sender) = sender {
-            // Waits while the engine is behind: back-pressure, never a dropped change.
-            if sender.send(change_set).await.is_err() {
-                tracing::debug!("change set receiver dropped; local changes stay in the log");
-                self.outbox
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-            }
-        }
+        self.outbox.hand_off(change_set).await;
     }
 }
 
@@ -228,23 +223,41 @@ pub(crate) fn notifications(
 
 /// The SQLite settings WaveSyncDB opens its database with, as SeaORM `ConnectOptions`:
 /// WAL journal, `synchronous = NORMAL`, a 10 s busy timeout, no ping before each use of a
-/// pooled connection, no per-statement logging.
+/// pooled connection, no per-statement logging, and for a database file a pool of four
+/// connections (readers need not wait for a writer).
 ///
 /// Open a plain SeaORM connection with these to compare like with like (the benchmark
 /// does), or to read a WaveSyncDB file from another tool without changing its journal.
 pub fn sqlite_connect_options(url: &str) -> ConnectOptions {
+    connect_options(url, true)
+}
+
+/// Whether `url` names an in-memory database (each connection would open its own).
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+fn connect_options(url: &str, foreign_keys: bool) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
+    if !in_memory(url) {
+        options.max_connections(if foreign_keys {
+            APP_POOL_CONNECTIONS
+        } else {
+            1
+        });
+    }
     options
         .sqlx_logging(false)
         // A connection to a local file does not go stale: pinging it before every use
         // would cost a round trip to SQLite's thread per statement.
         .test_before_acquire(false)
-        .map_sqlx_sqlite_opts(|opts| {
+        .map_sqlx_sqlite_opts(move |opts| {
             // WAL keeps readers and the writer apart; NORMAL is durable against process
             // crashes (a power cut may lose the last commits, never corrupt).
             opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(foreign_keys)
         });
     options
 }
@@ -391,18 +404,25 @@ impl WaveSyncDbBuilder {
         }
         let conn = Database::connect(sqlite_connect_options(&self.url)).await?;
         log::create_tables(&conn).await?;
+        let engine_conn = if in_memory(&self.url) {
+            conn.clone()
+        } else {
+            Database::connect(connect_options(&self.url, false)).await?
+        };
         let keypair = log::keypair(&conn).await?;
         let node_id = NodeId::from_peer_id_bytes(&keypair.public().to_peer_id().to_bytes());
         let last = log::load_clock(&conn).await?;
+        let committed = log::head(&conn, node_id).await?;
         let max_drift_ms = u64::try_from(self.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         tracing::info!(%node_id, "WaveSyncDB opened");
         let shared = Arc::new(Shared {
             conn,
+            engine_conn,
             node_id,
             registry: RwLock::new(Registry::default()),
             clock: Mutex::new(HlcClock::new(node_id, last, max_drift_ms)),
             bus: Bus::new(self.notification_buffer),
-            outbox: Mutex::new(None),
+            outbox: Outbox::new(committed),
             commit_order: async_lock::Mutex::new(()),
             clock_bound_ms: std::sync::atomic::AtomicU64::new(0),
             metrics: Metrics::default(),
@@ -440,12 +460,13 @@ impl WaveSyncDb {
     }
 
     /// The receiving end of this node's committed change sets, one per transaction with
-    /// synced writes, in commit order. The network engine consumes it; there is one
-    /// receiver at a time, and calling this again replaces it. While it is full, writers
-    /// wait after their commit (back-pressure); nothing is dropped. Before the first call,
-    /// change sets are only kept in the log.
+    /// synced writes, in commit order. There is one receiver at a time, and calling this
+    /// again replaces it — the network engine's included: its live publishing stops, and
+    /// peers get the changes through catch-up. While it is full, writers wait after their
+    /// commit (back-pressure); nothing is dropped. Before the first call, change sets are
+    /// only kept in the log.
     pub fn change_set_receiver(&self) -> async_channel::Receiver<ChangeSet> {
-        self.shared.open_outbox()
+        self.shared.outbox.open_application()
     }
 
     /// Applies a change set received from a peer: per-cell last-writer-wins, in one

@@ -85,6 +85,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// A value too large to sync was written to a synced table; the write did not commit.
+    #[error(
+        "`{table}.{column}` would hold {bytes} bytes, over the {max}-byte limit of a synced \
+         cell (wavesyncdb::MAX_CELL_BYTES); the write was not committed. Store large files \
+         outside the database and sync their names or hashes"
+    )]
+    CellTooLarge {
+        /// The synced table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The value's size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+
     /// A change from a remote peer was rejected; nothing was applied.
     #[error("remote change rejected: {0}")]
     Rejected(#[from] RejectReason),
@@ -134,6 +151,28 @@ pub enum RejectReason {
     /// A change stamped by a node other than the change set's origin.
     #[error("an operation stamped by another node than the change set's origin")]
     ForeignStamp,
+    /// A value larger than [`crate::MAX_CELL_BYTES`].
+    #[error(
+        "column `{table}.{column}` holds {bytes} bytes, over the {max}-byte limit of a synced cell"
+    )]
+    Oversized {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The value's size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Names that cannot be a table's (empty, too long, a key with repeated columns).
+    #[error("change for `{table}` has a malformed {what}")]
+    Malformed {
+        /// The table named by the change (cut to 256 characters).
+        table: String,
+        /// What is wrong.
+        what: &'static str,
+    },
 }
 
 impl RejectReason {
@@ -146,6 +185,8 @@ impl RejectReason {
             RejectReason::MissingKey { .. } => "missing_key",
             RejectReason::ClockDrift(_) => "clock_drift",
             RejectReason::ForeignStamp => "foreign_stamp",
+            RejectReason::Oversized { .. } => "oversized",
+            RejectReason::Malformed { .. } => "malformed",
         }
     }
 }

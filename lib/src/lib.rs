@@ -14,12 +14,15 @@ mod value;
 
 // Glue: the database, the bus, and the connection SeaORM sees.
 mod apply;
+mod autocommit;
 mod connection;
+mod effects;
 mod engine;
 mod log;
 mod metrics;
 mod migrate;
 mod notify;
+mod outbox;
 mod secret;
 mod status;
 #[doc(hidden)]
@@ -44,4 +47,4 @@ pub use schema::{ColumnMeta, TableMeta, ValueKind};
 pub use secret::{GroupSecret, SecretError};
 pub use status::{PeerInfo, SyncStatus};
 pub use transaction::{ResultStream, WaveSyncTransaction};
-pub use value::CellValue;
+pub use value::{CellValue, MAX_CELL_BYTES};

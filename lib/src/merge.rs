@@ -62,6 +62,10 @@ pub(crate) fn winners(
 }
 
 /// What a row is, given all the cell versions a peer holds for it.
+///
+/// Both live states carry only the columns that have a version: a column without one is
+/// left as the table has it (its default on insert), never overwritten with a `NULL` made
+/// up here (a column added with a default, a value written before the table synced).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum RowState {
     /// Deleted, or never written.
@@ -86,15 +90,13 @@ pub(crate) fn row_state(meta: &TableMeta, held: &HashMap<String, CellVersion>) -
     for column in meta.value_columns() {
         match held.get(&column.name) {
             Some(version) => values.push((column.name.clone(), version.value.clone())),
-            None if column.nullable => values.push((column.name.clone(), CellValue::Null)),
+            None if column.nullable => {}
             None => complete = false,
         }
     }
     if complete {
         RowState::Complete(values)
     } else {
-        // Only what we really hold: a NULL we made up must not overwrite a real value.
-        values.retain(|(name, _)| held.contains_key(name));
         RowState::Partial(values)
     }
 }
@@ -169,6 +171,16 @@ mod tests {
         assert_eq!(
             row_state(&meta(), &held),
             RowState::Complete(vec![("a".into(), "a1".into()), ("b".into(), "b2".into())])
+        );
+    }
+
+    #[test]
+    fn a_column_without_a_version_is_left_out_not_made_null() {
+        let mut held = HashMap::new();
+        apply(&mut held, &op(WriteKind::Insert, hlc(1, 1), &[("a", "a0")]));
+        assert_eq!(
+            row_state(&meta(), &held),
+            RowState::Complete(vec![("a".into(), "a0".into())])
         );
     }
 

@@ -6,22 +6,32 @@
 //! newer schema before this peer's table had the column. Those versions take part in
 //! last-writer-wins like any cell (`apply` stores them); when `sync` registers the column,
 //! [`apply_waiting_values`] validates them against the column's type and rewrites their
-//! rows. So peers on different schema versions lose nothing.
+//! rows. A pair whose column is empty (the row-existence cell's name) marks a whole
+//! table whose rows arrived before this peer registered it. So peers on different schema
+//! versions, and peers that register late, lose nothing.
+//!
+//! It also backfills: rows a table held before it was first registered for sync (written
+//! by plain SeaORM, a migration, an older version of the app) have no versions in the
+//! log; [`backfill`] turns them into one local transaction, so they replicate and a
+//! remote change never overwrites what it does not carry.
 //!
 //! It is glue: it runs on the transaction it is handed. It never drops, renames or retypes
 //! a column, and never puts a name from the network into SQL text: pending column names
 //! are only bound as parameters, and a table's rows are rewritten with its registered
 //! names.
 
-use crate::apply::write_row;
+use crate::apply::rewrite_table;
+use crate::clock::Hlc;
 use crate::error::Error;
 use crate::log;
-use crate::merge::row_state;
-use crate::schema::TableMeta;
+use crate::protocol::{SyncOperation, WriteKind};
 use crate::schema::builder::Mode;
-use crate::value::CellValue;
+use crate::schema::quote_ident;
+use crate::schema::{ForeignKey, OnDelete, ROW_EXISTS_COLUMN, TableMeta};
+use crate::value::encode_key;
 use sea_orm::sea_query::{ColumnDef, Table, TableCreateStatement};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, StreamTrait, Value};
+use std::sync::Arc;
 
 /// One column of an entity, as migration needs it.
 pub(crate) struct ColumnPlan {
@@ -44,39 +54,6 @@ pub(crate) struct TablePlan {
 
 fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
-}
-
-/// Creates `_wavesync_pending_columns` if it is missing.
-pub(crate) async fn create_pending_table(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    conn.execute_unprepared(
-        "CREATE TABLE IF NOT EXISTS _wavesync_pending_columns (
-            tbl TEXT NOT NULL,
-            col TEXT NOT NULL,
-            PRIMARY KEY (tbl, col)
-        ) WITHOUT ROWID",
-    )
-    .await
-    .map(drop)
-}
-
-/// Records that `table` has logged versions for `columns`, which it does not have yet.
-pub(crate) async fn record_pending(
-    conn: &impl ConnectionTrait,
-    table: &str,
-    columns: &[String],
-) -> Result<(), DbErr> {
-    if columns.is_empty() {
-        return Ok(());
-    }
-    create_pending_table(conn).await?;
-    for column in columns {
-        conn.execute_raw(stmt(
-            "INSERT OR IGNORE INTO _wavesync_pending_columns (tbl, col) VALUES (?, ?)",
-            vec![table.into(), column.as_str().into()],
-        ))
-        .await?;
-    }
-    Ok(())
 }
 
 /// The column names of `table` as the database has them.
@@ -126,16 +103,17 @@ fn refusal(plan: &TablePlan, column: &ColumnPlan) -> Option<String> {
     }
 }
 
-/// Creates the table if it is missing, else adds the columns it lacks.
+/// Creates the table if it is missing, else adds the columns it lacks. Returns whether
+/// the table existed before.
 pub(crate) async fn create_or_extend(
     conn: &impl ConnectionTrait,
     plan: &TablePlan,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let existing = existing_columns(conn, &plan.table).await?;
     if existing.is_empty() {
         tracing::info!(table = %plan.table, "creating table");
         conn.execute(&plan.create).await?;
-        return Ok(());
+        return Ok(false);
     }
     for column in &plan.columns {
         if existing
@@ -157,28 +135,36 @@ pub(crate) async fn create_or_extend(
             .add_column(column.def.clone());
         conn.execute(&alter).await?;
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Writes into `meta`'s table the logged remote values of columns it has now, and forgets
-/// them as pending. A value that does not fit its column's type is dropped from the log and
-/// not written. Returns how many were dropped.
-pub(crate) async fn apply_waiting_values(
-    conn: &impl ConnectionTrait,
-    meta: &TableMeta,
-) -> Result<usize, DbErr> {
+/// Writes into `meta`'s table the rows and values the log holds for it that were kept
+/// while this peer did not sync the table or lacked some of its columns, and forgets them
+/// as pending. A value that does not fit its column's type is dropped from the log and not
+/// written. Returns how many were dropped.
+pub(crate) async fn apply_waiting_values<C>(conn: &C, meta: &Arc<TableMeta>) -> Result<usize, DbErr>
+where
+    C: ConnectionTrait + StreamTrait,
+{
     let pending = conn
         .query_all_raw(stmt(
             "SELECT col FROM _wavesync_pending_columns WHERE tbl = ?",
             vec![meta.name.as_str().into()],
         ))
         .await?;
-    let mut dropped = 0;
+    let mut waiting = false;
     for row in pending {
         let logged_name: String = row.try_get_by_index(0)?;
+        if logged_name == ROW_EXISTS_COLUMN {
+            // The whole table arrived before this peer registered it.
+            waiting = true;
+            forget_pending(conn, meta, &logged_name).await?;
+            continue;
+        }
         let Some(column) = meta.column(&logged_name).filter(|c| !meta.is_key(&c.name)) else {
             continue;
         };
+        waiting = true;
         let column = column.name.clone();
         if logged_name != column {
             // Logged under another spelling: store it under the registered one, unless a
@@ -196,79 +182,161 @@ pub(crate) async fn apply_waiting_values(
             ))
             .await?;
         }
-        let keys = conn
-            .query_all_raw(stmt(
-                "SELECT pk FROM _wavesync_log WHERE tbl = ? AND col = ?",
-                vec![meta.name.as_str().into(), column.as_str().into()],
-            ))
-            .await?;
-        for key_row in keys {
-            let key = match log::read_cell(&key_row, 0)? {
-                CellValue::Blob(key) => key,
-                _ => continue,
-            };
-            dropped += rewrite_row(conn, meta, &column, &key).await?;
-        }
-        conn.execute_raw(stmt(
-            "DELETE FROM _wavesync_pending_columns WHERE tbl = ? AND col = ?",
-            vec![meta.name.as_str().into(), logged_name.as_str().into()],
-        ))
-        .await?;
+        forget_pending(conn, meta, &logged_name).await?;
     }
-    Ok(dropped)
+    if !waiting {
+        return Ok(0);
+    }
+    tracing::info!(table = %meta.name, "writing rows and values that waited for this registration");
+    rewrite_table(conn, meta).await
 }
 
-/// Validates the logged version of `column` for one row and rewrites the row from its
-/// versions. Returns 1 if the version did not fit and was dropped.
-async fn rewrite_row(
+async fn forget_pending(
     conn: &impl ConnectionTrait,
     meta: &TableMeta,
     column: &str,
-    key: &[u8],
-) -> Result<usize, DbErr> {
-    let Some(key_values) =
-        crate::value::decode_key(key).filter(|k| k.len() == meta.primary_key.len())
-    else {
-        tracing::warn!(table = %meta.name, "a logged row key does not fit the table's key");
-        return Ok(0);
-    };
-    let mut held = log::row_versions(conn, &meta.name, key).await?;
-    let mut dropped = 0;
-    if let Some(version) = held.get_mut(column) {
-        match meta.admit(column, version.value.clone()) {
-            Ok((_, canonical)) => {
-                if canonical != version.value {
-                    version.value = canonical;
-                    conn.execute_raw(stmt(
-                        "UPDATE _wavesync_log SET value = ? WHERE tbl = ? AND pk = ? AND col = ?",
-                        vec![
-                            version.value.to_sea_value(),
-                            meta.name.as_str().into(),
-                            key.to_vec().into(),
-                            column.into(),
-                        ],
-                    ))
-                    .await?;
-                }
+) -> Result<(), DbErr> {
+    conn.execute_raw(stmt(
+        "DELETE FROM _wavesync_pending_columns WHERE tbl = ? AND col = ?",
+        vec![meta.name.as_str().into(), column.into()],
+    ))
+    .await
+    .map(drop)
+}
+
+/// The rows of `meta`'s table that have no versions in the log, as insert operations
+/// stamped `hlc`: to be committed as one local transaction, so they replicate.
+pub(crate) async fn backfill(
+    conn: &impl ConnectionTrait,
+    meta: &TableMeta,
+    hlc: Hlc,
+) -> Result<Vec<SyncOperation>, DbErr> {
+    let columns: Vec<&str> = meta
+        .primary_key
+        .iter()
+        .map(String::as_str)
+        .chain(meta.value_columns().map(|c| c.name.as_str()))
+        .collect();
+    let select = format!(
+        "SELECT {} FROM {}",
+        columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        quote_ident(&meta.name)
+    );
+    let rows = conn.query_all_raw(stmt(&select, vec![])).await?;
+    let key_len = meta.primary_key.len();
+    let mut operations = Vec::new();
+    for chunk in rows.chunks(1_000) {
+        let mut cells_of_rows = Vec::with_capacity(chunk.len());
+        let mut keys = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            let mut cells = Vec::with_capacity(columns.len());
+            for index in 0..columns.len() {
+                cells.push(log::read_cell(row, index)?);
             }
-            Err(reason) => {
-                tracing::warn!(%reason, "dropping a logged remote value that does not fit its new column");
-                held.remove(column);
-                conn.execute_raw(stmt(
-                    "DELETE FROM _wavesync_log WHERE tbl = ? AND pk = ? AND col = ?",
-                    vec![
-                        meta.name.as_str().into(),
-                        key.to_vec().into(),
-                        column.into(),
-                    ],
-                ))
-                .await?;
-                dropped = 1;
+            keys.push(encode_key(&cells[..key_len]));
+            cells_of_rows.push(cells);
+        }
+        let held = log::versions_of_rows(conn, &meta.name, &keys).await?;
+        for (key, mut cells) in keys.iter().zip(cells_of_rows) {
+            if held.contains_key(key) {
+                continue;
             }
+            let values = cells.split_off(key_len);
+            operations.push(SyncOperation {
+                table: meta.name.clone(),
+                kind: WriteKind::Insert,
+                hlc,
+                primary_key: columns[..key_len]
+                    .iter()
+                    .map(|c| (*c).to_owned())
+                    .zip(cells)
+                    .collect(),
+                values: columns[key_len..]
+                    .iter()
+                    .map(|c| (*c).to_owned())
+                    .zip(values)
+                    .collect(),
+            });
         }
     }
-    let primary_key: Vec<(String, CellValue)> =
-        meta.primary_key.iter().cloned().zip(key_values).collect();
-    write_row(conn, meta, &primary_key, row_state(meta, &held)).await?;
-    Ok(dropped)
+    if !operations.is_empty() {
+        tracing::info!(table = %meta.name, rows = operations.len(), "rows written before the table synced now replicate");
+    }
+    Ok(operations)
+}
+
+/// The foreign keys between synced tables whose parent deletes SQLite turns into writes
+/// of the child (`ON DELETE CASCADE / SET NULL / SET DEFAULT`), as (parent, key) pairs.
+pub(crate) async fn foreign_keys(
+    conn: &impl ConnectionTrait,
+    synced: &[Arc<TableMeta>],
+) -> Result<Vec<(String, ForeignKey)>, DbErr> {
+    let registered = |name: &str| synced.iter().find(|t| t.name.eq_ignore_ascii_case(name));
+    let mut keys = Vec::new();
+    for child in synced {
+        let rows = conn
+            .query_all_raw(stmt(
+                "SELECT id, \"table\", \"from\", \"to\", on_delete \
+                 FROM pragma_foreign_key_list(?) ORDER BY id, seq",
+                vec![child.name.as_str().into()],
+            ))
+            .await?;
+        let mut current: Option<(i64, String, ForeignKey)> = None;
+        let mut finished = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get_by_index(0)?;
+            let parent: String = row.try_get_by_index(1)?;
+            let from: String = row.try_get_by_index(2)?;
+            let to: Option<String> = row.try_get_by_index(3)?;
+            let on_delete: String = row.try_get_by_index(4)?;
+            let action = match on_delete.to_ascii_uppercase().as_str() {
+                "CASCADE" => Some(OnDelete::Cascade),
+                "SET NULL" | "SET DEFAULT" => Some(OnDelete::SetNullOrDefault),
+                _ => None,
+            };
+            let (Some(action), Some(parent_meta)) = (action, registered(&parent)) else {
+                continue;
+            };
+            if current
+                .as_ref()
+                .is_none_or(|(current_id, ..)| *current_id != id)
+            {
+                finished.extend(current.take());
+                current = Some((
+                    id,
+                    parent_meta.name.clone(),
+                    ForeignKey {
+                        child: child.name.clone(),
+                        child_columns: Vec::new(),
+                        parent_columns: Vec::new(),
+                        on_delete: action,
+                    },
+                ));
+            }
+            if let Some((_, _, key)) = current.as_mut() {
+                let index = key.child_columns.len();
+                key.child_columns.push(from);
+                // A missing `to` names the parent's primary key, column by column.
+                key.parent_columns.push(to.unwrap_or_else(|| {
+                    parent_meta
+                        .primary_key
+                        .get(index)
+                        .cloned()
+                        .unwrap_or_default()
+                }));
+            }
+        }
+        finished.extend(current.take());
+        keys.extend(
+            finished
+                .into_iter()
+                .filter(|(_, _, key)| key.parent_columns.iter().all(|c| !c.is_empty()))
+                .map(|(_, parent, key)| (parent, key)),
+        );
+    }
+    Ok(keys)
 }

@@ -20,22 +20,27 @@ use crate::log::{self, LogEntry};
 use crate::merge::written_cells;
 use crate::protocol::{ChangeSet, SyncOperation, WriteKind};
 use crate::value::encode_key;
-use sea_orm::RuntimeErr;
 use sea_orm::sea_query::Values;
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
     QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
     TransactionTrait,
 };
-use sea_query_sqlx::SqlxValues;
 use sqlx::Row as _;
-use sqlx::Sqlite;
-use sqlx::pool::PoolConnection;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-type Buffer = Arc<Mutex<Vec<SyncOperation>>>;
+/// What a transaction captured so far.
+#[derive(Default)]
+pub(crate) struct Captured {
+    operations: Vec<SyncOperation>,
+    /// A write that executed but cannot be synced (a value over the cell limit): the
+    /// transaction must not commit, whatever the caller does with the error.
+    refused: Option<crate::Error>,
+}
+
+pub(crate) type Buffer = Arc<Mutex<Captured>>;
 
 /// A boxed stream of query results, the stream type of [`StreamTrait`] on our types.
 pub type ResultStream<'a> =
@@ -96,15 +101,37 @@ impl WaveSyncTransaction {
 
     /// Commits the transaction; for the outermost one, its captured writes are logged in
     /// the same database transaction and sent to peers after the commit.
+    ///
+    /// A transaction in which a write to a synced table failed after it executed (a value
+    /// over [`crate::MAX_CELL_BYTES`]) does not commit: it rolls back and returns that
+    /// error again.
     pub async fn commit(self) -> Result<(), DbErr> {
-        let operations =
-            std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        let Captured {
+            operations,
+            refused,
+        } = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(err) = refused {
+            if let Some(parent) = &self.parent {
+                // The savepoint's writes are still in the enclosing transaction.
+                parent
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .refused
+                    .get_or_insert(err);
+                return Err(DbErr::Custom(
+                    "a write of this savepoint cannot be synced; roll it back".into(),
+                ));
+            }
+            self.txn.rollback().await?;
+            return Err(err.into());
+        }
         match self.parent {
             Some(parent) => {
                 self.txn.commit().await?;
                 parent
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
+                    .operations
                     .extend(operations);
                 Ok(())
             }
@@ -158,23 +185,59 @@ impl WaveSyncTransaction {
         capture: &Capture,
         values: Option<Values>,
     ) -> Result<Vec<QueryResult>, DbErr> {
-        let hlc = self.shared.tick();
         let sql = match setup {
             Some(setup) => format!("{setup};\n{}", capture.sql),
             None => capture.sql.clone(),
         };
+        let children = crate::effects::children_before(&self.txn, capture, &values).await?;
         let statement = Statement {
             sql,
             values,
             db_backend: DbBackend::Sqlite,
         };
         let rows = self.txn.query_all_raw(statement).await?;
-        let operations = operations_from_rows(capture, hlc, &rows)?;
-        self.buffer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(operations);
+        // Stamped now that the write holds SQLite's write lock (until this transaction
+        // ends): no remote change or other local write can commit between the stamp and
+        // this transaction, so a cell's version here only ever grows.
+        let hlc = self.shared.tick();
+        let captured = match operations_from_rows(capture, hlc, &rows) {
+            Ok(mut operations) => {
+                match crate::effects::children_after(&self.txn, capture, children, hlc).await {
+                    Ok(children) => {
+                        operations.extend(children);
+                        Ok(operations)
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+            Err(err) => Err(err),
+        };
+        let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        match captured {
+            Ok(operations) => buffer.operations.extend(operations),
+            Err(err) => {
+                // The write is in this transaction but not in its buffer: it must not
+                // commit.
+                buffer
+                    .refused
+                    .get_or_insert(crate::Error::Db(DbErr::Custom(err.to_string())));
+                return Err(err);
+            }
+        }
         Ok(rows)
+    }
+
+    /// Runs a captured write and returns both its rows and its `execute` result.
+    pub(crate) async fn captured_write(
+        &self,
+        capture: &Capture,
+        values: Option<Values>,
+    ) -> Result<(Vec<QueryResult>, ExecResult), DbErr> {
+        let rows = self
+            .captured_query_after(Some(ROW_COUNTER_SETUP), capture, values)
+            .await?;
+        let exec = self.exec_result(rows.len() as u64).await?;
+        Ok((rows, exec))
     }
 
     /// Runs a captured write for `execute`: the result counts the rows it wrote.
@@ -253,7 +316,7 @@ const ROW_COUNTER_SETUP: &str = "CREATE TEMP TABLE IF NOT EXISTS _wavesync_row_c
      SELECT n FROM more WHERE NOT EXISTS (SELECT 1 FROM temp._wavesync_row_counter WHERE n = 64)";
 
 /// The operations a captured write's `RETURNING` rows describe, stamped `hlc`.
-fn operations_from_rows(
+pub(crate) fn operations_from_rows(
     capture: &Capture,
     hlc: Hlc,
     rows: &[QueryResult],
@@ -274,7 +337,18 @@ fn operations_from_rows(
             })?;
         let mut cells = Vec::with_capacity(capture.returned_columns.len());
         for (offset, column) in capture.returned_columns.iter().enumerate() {
-            cells.push((column.clone(), log::read_cell(row, first + offset)?));
+            let cell = log::read_cell(row, first + offset)?;
+            let bytes = cell.byte_len();
+            if bytes > crate::MAX_CELL_BYTES {
+                return Err(crate::Error::CellTooLarge {
+                    table: capture.table.name.clone(),
+                    column: column.clone(),
+                    bytes,
+                    max: crate::MAX_CELL_BYTES,
+                }
+                .into());
+            }
+            cells.push((column.clone(), cell));
         }
         let values = cells.split_off(key_len);
         operations.push(SyncOperation {
@@ -290,7 +364,7 @@ fn operations_from_rows(
 }
 
 /// The log entries of a local transaction's operations (numbered at commit).
-fn local_entries(origin: NodeId, operations: &[SyncOperation]) -> Vec<LogEntry> {
+pub(crate) fn local_entries(origin: NodeId, operations: &[SyncOperation]) -> Vec<LogEntry> {
     let mut entries = Vec::new();
     for op in operations {
         let key: Vec<_> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
@@ -310,150 +384,8 @@ fn local_entries(origin: NodeId, operations: &[SyncOperation]) -> Vec<LogEntry> 
     entries
 }
 
-/// What a write outside any transaction returns: its `RETURNING` rows and its `execute`
-/// result.
-pub(crate) struct AutocommitWrite {
-    pub rows: Vec<QueryResult>,
-    pub exec: ExecResult,
-}
-
-/// A pooled connection holding the transaction of one autocommit write. If the write's
-/// future is dropped between `BEGIN` and `COMMIT` (cancelled), the connection is closed
-/// instead of going back to the pool, and SQLite rolls the transaction back with it.
-struct WriteConnection {
-    conn: PoolConnection<Sqlite>,
-    in_transaction: bool,
-}
-
-impl Drop for WriteConnection {
-    fn drop(&mut self) {
-        if self.in_transaction {
-            self.conn.close_on_drop();
-        }
-    }
-}
-
-impl WriteConnection {
-    /// Runs `sql` with `values`; returns its rows and the last statement's result.
-    async fn run(
-        &mut self,
-        sql: &str,
-        values: sea_orm::sea_query::Values,
-    ) -> Result<(Vec<QueryResult>, Option<sqlx::sqlite::SqliteQueryResult>), sqlx::Error> {
-        use futures::TryStreamExt;
-        let query = sqlx::query_with(sqlx::AssertSqlSafe(sql), SqlxValues(values));
-        let mut stream = sqlx::Executor::fetch_many(&mut *self.conn, query);
-        let mut rows = Vec::new();
-        let mut last = None;
-        while let Some(item) = stream.try_next().await? {
-            match item {
-                sqlx::Either::Left(result) => last = Some(result),
-                sqlx::Either::Right(row) => rows.push(QueryResult::from(row)),
-            }
-        }
-        Ok((rows, last))
-    }
-
-    /// Ends the transaction after a failure; a connection that cannot roll back is
-    /// closed rather than reused.
-    async fn roll_back(&mut self) {
-        if let Err(err) = self.run("ROLLBACK", Values(Vec::new())).await {
-            tracing::debug!(%err, "rollback after a failed write");
-            return;
-        }
-        self.in_transaction = false;
-    }
-}
-
-/// Runs one captured write outside any transaction, with its bookkeeping, in two round
-/// trips to SQLite instead of the four a SeaORM transaction takes (`BEGIN`, write,
-/// bookkeeping, `COMMIT`): `BEGIN IMMEDIATE` goes with the write, `COMMIT` with the
-/// bookkeeping. Same guarantees as [`WaveSyncTransaction`]: the write and its log
-/// entries commit together or not at all, and only a committed change is published.
-///
-/// `as_execute` says whether the caller is `execute` (errors are `DbErr::Exec`, as
-/// SeaORM's) or a query (`DbErr::Query`).
-pub(crate) async fn autocommit_write(
-    shared: &Shared,
-    capture: &Capture,
-    values: Option<Values>,
-    as_execute: bool,
-) -> Result<AutocommitWrite, DbErr> {
-    let failed = |err: sqlx::Error| {
-        let err = RuntimeErr::SqlxError(Arc::new(err));
-        if as_execute {
-            DbErr::Exec(err)
-        } else {
-            DbErr::Query(err)
-        }
-    };
-    let conn = shared
-        .conn
-        .get_sqlite_connection_pool()
-        .acquire()
-        .await
-        .map_err(|err| match err {
-            sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
-            sqlx::Error::PoolClosed => {
-                DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed)
-            }
-            err => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))),
-        })?;
-    let mut conn = WriteConnection {
-        conn,
-        in_transaction: true,
-    };
-    let hlc = shared.tick();
-    let sql = format!("BEGIN IMMEDIATE;\n{}", capture.sql);
-    let (rows, result) = match conn.run(&sql, values.unwrap_or(Values(Vec::new()))).await {
-        Ok(done) => done,
-        Err(err) => {
-            conn.roll_back().await;
-            return Err(failed(err));
-        }
-    };
-    let exec = ExecResult::from(result.unwrap_or_default());
-    let operations = match operations_from_rows(capture, hlc, &rows) {
-        Ok(operations) => operations,
-        Err(err) => {
-            conn.roll_back().await;
-            return Err(err);
-        }
-    };
-    if operations.is_empty() {
-        // Nothing written: nothing to log or send.
-        if let Err(err) = conn.run("COMMIT", Values(Vec::new())).await {
-            conn.roll_back().await;
-            return Err(failed(err));
-        }
-        conn.in_transaction = false;
-        return Ok(AutocommitWrite { rows, exec });
-    }
-    // Held from taking the sequence number until the change set is handed on, so change
-    // sets reach the engine in sequence order.
-    let _in_order = shared.commit_order.lock().await;
-    let origin = shared.node_id;
-    let entries = local_entries(origin, &operations);
-    let clock_bound = shared.clock_bound_to_persist();
-    let (mut sql, values) = log::local_commit_statements(origin, &entries, clock_bound);
-    sql.push_str(";\nCOMMIT");
-    let seq = match conn.run(&sql, Values(values)).await {
-        Ok((bookkeeping, _)) => bookkeeping.first().map(log::local_seq),
-        Err(err) => {
-            conn.roll_back().await;
-            return Err(failed(err));
-        }
-    };
-    conn.in_transaction = false;
-    let seq = seq.ok_or_else(|| {
-        DbErr::Custom("WaveSyncDB bookkeeping returned no sequence number".into())
-    })??;
-    after_commit(shared, clock_bound, seq, operations).await;
-    Ok(AutocommitWrite { rows, exec })
-}
-
 /// After a local commit: records the persisted clock bound and hands the change set on.
-async fn after_commit(
+pub(crate) async fn after_commit(
     shared: &Shared,
     clock_bound: Option<Hlc>,
     seq: u64,
@@ -477,7 +409,7 @@ async fn after_commit(
 }
 
 /// Logs `operations` in `txn`, commits, and publishes the change set.
-async fn commit_outermost(
+pub(crate) async fn commit_outermost(
     txn: DatabaseTransaction,
     shared: &Shared,
     operations: Vec<SyncOperation>,

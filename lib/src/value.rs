@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, TypeInfo, ValueRef};
 
+/// The largest value (text or bytes) a synced cell may hold: 8 MiB. A local write of a
+/// larger value is refused (the transaction does not commit), and a peer's change carrying
+/// one is rejected. Every value must fit one catch-up page, which is what bounds it; store
+/// larger files outside the database and sync their names or hashes.
+pub const MAX_CELL_BYTES: usize = 8 << 20;
+
 /// One replicated value: exactly what SQLite stored in a cell.
 ///
 /// SQLite has five storage classes, and every value SeaORM writes (bools, dates, UUIDs,
@@ -40,6 +46,16 @@ impl CellValue {
             CellValue::Real(_) => "real",
             CellValue::Text(_) => "text",
             CellValue::Blob(_) => "blob",
+        }
+    }
+
+    /// The bytes of the value's payload: the length of a text or blob, 8 for a number.
+    pub fn byte_len(&self) -> usize {
+        match self {
+            CellValue::Null => 0,
+            CellValue::Integer(_) | CellValue::Real(_) => 8,
+            CellValue::Text(text) => text.len(),
+            CellValue::Blob(blob) => blob.len(),
         }
     }
 

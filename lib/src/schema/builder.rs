@@ -13,6 +13,7 @@
 use crate::__private::registrations_of;
 use crate::connection::WaveSyncDb;
 use crate::error::Error;
+use crate::log;
 use crate::migrate::{self, ColumnPlan, TablePlan};
 use crate::schema::TableMeta;
 use sea_orm::{
@@ -164,9 +165,11 @@ impl<'a> SchemaBuilder<'a> {
         self
     }
 
-    /// Creates the missing tables, adds the missing columns, applies remote values that
-    /// waited for those columns, and starts syncing the registered tables, in one
-    /// database transaction: on error nothing changed.
+    /// Creates the missing tables, adds the missing columns, writes the rows and values
+    /// that peers sent before this registration (kept in the sync log meanwhile), and
+    /// starts syncing the registered tables, in one database transaction: on error nothing
+    /// changed. Rows a table held before it was first registered (written by plain SeaORM
+    /// or a migration) are committed as one synced transaction, so they reach peers.
     ///
     /// Migration is additive: a column the entity has and the table lacks is added with
     /// `ALTER TABLE .. ADD COLUMN`; nothing is dropped or retyped. A new column of a synced
@@ -187,18 +190,50 @@ impl<'a> SchemaBuilder<'a> {
                 ..Default::default()
             })
             .await?;
-        migrate::create_pending_table(&txn).await?;
+        let mut existed = Vec::with_capacity(self.tables.len());
         for plan in &self.tables {
-            migrate::create_or_extend(&txn, plan).await?;
+            existed.push(migrate::create_or_extend(&txn, plan).await?);
         }
-        for plan in &self.tables {
+        // Stamped while this transaction holds SQLite's write lock.
+        let hlc = shared.tick();
+        let mut backfilled = Vec::new();
+        for (plan, existed) in self.tables.iter().zip(existed) {
             if let Mode::Synced(meta) = &plan.mode {
-                let skipped = migrate::apply_waiting_values(&txn, meta).await?;
+                let meta = std::sync::Arc::new(meta.clone());
+                let registered_before =
+                    log::record_table_keys(&txn, &meta.name, &meta.primary_key).await?;
+                let skipped = migrate::apply_waiting_values(&txn, &meta).await?;
                 for _ in 0..skipped {
                     shared.metrics.rejected("wrong_type");
                 }
+                if existed && !registered_before {
+                    backfilled.extend(migrate::backfill(&txn, &meta, hlc).await?);
+                }
             }
         }
+        // Every table synced once this registration commits, for their foreign keys.
+        let synced: Vec<std::sync::Arc<TableMeta>> = {
+            let registry = shared
+                .registry
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut synced: Vec<_> = registry
+                .synced_tables()
+                .filter(|t| {
+                    !self
+                        .tables
+                        .iter()
+                        .any(|p| p.table.eq_ignore_ascii_case(&t.name))
+                })
+                .cloned()
+                .collect();
+            synced.extend(self.tables.iter().filter_map(|plan| match &plan.mode {
+                Mode::Synced(meta) => Some(std::sync::Arc::new(meta.clone())),
+                Mode::Local => None,
+            }));
+            synced
+        };
+        let foreign_keys = migrate::foreign_keys(&txn, &synced).await?;
         // The registry changes while this transaction still holds SQLite's write lock, so
         // no remote change set is admitted against the old schema and written after it.
         {
@@ -215,8 +250,10 @@ impl<'a> SchemaBuilder<'a> {
                     Mode::Local => registry.insert_local(&plan.table),
                 }
             }
+            registry.set_foreign_keys(foreign_keys);
         }
-        txn.commit().await?;
+        // Rows that existed before their table synced commit as one local transaction.
+        crate::transaction::commit_outermost(txn, shared, backfilled).await?;
         Ok(())
     }
 }

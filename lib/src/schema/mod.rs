@@ -279,10 +279,35 @@ pub(crate) enum TableClass {
     Unregistered,
 }
 
+/// What SQLite does to a child row when its parent row is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnDelete {
+    /// The child row is deleted too.
+    Cascade,
+    /// The child's referencing columns are set to NULL, or to their defaults.
+    SetNullOrDefault,
+}
+
+/// A foreign key of a synced table onto a synced table whose deletes SQLite turns into
+/// writes of the child (`ON DELETE CASCADE / SET NULL / SET DEFAULT`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ForeignKey {
+    /// The referencing (child) table, as registered.
+    pub child: String,
+    /// The child's referencing columns.
+    pub child_columns: Vec<String>,
+    /// The parent's referenced columns, in the same order.
+    pub parent_columns: Vec<String>,
+    /// What a delete of the parent does.
+    pub on_delete: OnDelete,
+}
+
 /// The tables this peer registered, by lower-cased name.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     tables: HashMap<String, TableClass>,
+    /// Foreign keys with delete actions, by lower-cased parent table.
+    children: HashMap<String, Vec<ForeignKey>>,
     /// Bumped on every change, so plans made against an older registry are dropped.
     generation: u64,
 }
@@ -318,6 +343,26 @@ impl Registry {
             TableClass::Synced(meta) => Some(meta),
             _ => None,
         }
+    }
+
+    /// Replaces the foreign keys with delete actions between synced tables, keyed by
+    /// their parent table.
+    pub(crate) fn set_foreign_keys(&mut self, foreign_keys: Vec<(String, ForeignKey)>) {
+        self.generation += 1;
+        self.children.clear();
+        for (parent, foreign_key) in foreign_keys {
+            self.children
+                .entry(parent.to_ascii_lowercase())
+                .or_default()
+                .push(foreign_key);
+        }
+    }
+
+    /// The foreign keys whose parent is `table`.
+    pub(crate) fn children_of(&self, table: &str) -> &[ForeignKey] {
+        self.children
+            .get(&table.to_ascii_lowercase())
+            .map_or(&[], Vec::as_slice)
     }
 
     pub(crate) fn synced_tables(&self) -> impl Iterator<Item = &Arc<TableMeta>> {

@@ -21,6 +21,13 @@
 //!   Delete the row and insert it under the new key instead.
 //! - Writes wrapped in `WITH`, multi-table `DELETE`, and several statements in one
 //!   prepared statement (whose parameters cannot be split safely) are refused.
+//! - A delete of rows that synced children reference with `ON DELETE CASCADE / SET NULL /
+//!   SET DEFAULT` carries the queries that find those children ([`cascade`]), so what
+//!   SQLite does to them on its own is captured as the writes it is.
+
+mod cascade;
+
+pub(crate) use cascade::Cascade;
 
 use crate::error::Error;
 use crate::schema::{Registry, TableClass, TableMeta};
@@ -58,6 +65,8 @@ pub(crate) struct Capture {
     /// The registered names of the columns our `RETURNING` items read, key columns first.
     /// They are the last `returned_columns.len()` columns of each result row.
     pub returned_columns: Vec<String>,
+    /// For a delete: the child rows its foreign keys' actions will delete or change.
+    pub cascades: Vec<Cascade>,
 }
 
 /// What to do with one statement.
@@ -249,14 +258,34 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                      and select the rows with WHERE .. IN (SELECT ..)",
                 ));
             }
+            let cascades = cascade::plan(
+                registry,
+                &table,
+                &from[0].to_string(),
+                delete
+                    .selection
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .as_deref(),
+            );
+            if !cascades.is_empty() && (delete.limit.is_some() || !delete.order_by.is_empty()) {
+                return Err(refuse(
+                    &table.name,
+                    "a DELETE with ORDER BY or LIMIT on a table that other synced tables \
+                     reference with ON DELETE actions cannot be captured; select the rows \
+                     with WHERE .. IN (SELECT .. LIMIT ..)",
+                ));
+            }
             let columns = table.primary_key.clone();
             append_returning(&mut delete.returning, &columns);
-            Ok(Planned::Capture(capture(
+            let mut capture = capture(
                 table,
                 CaptureKind::Delete,
                 Statement::Delete(delete),
                 columns,
-            )))
+            );
+            capture.cascades = cascades;
+            Ok(Planned::Capture(capture))
         }
         Statement::Query(query) => {
             // `WITH .. INSERT/UPDATE/DELETE`: a write hidden in a query body.
@@ -290,6 +319,7 @@ fn capture(
         kind,
         sql: statement.to_string(),
         returned_columns: columns,
+        cascades: Vec::new(),
     }
 }
 

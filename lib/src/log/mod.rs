@@ -13,7 +13,6 @@
 
 use crate::clock::{Hlc, NodeId};
 use crate::merge::CellVersion;
-use crate::schema::quote_ident;
 use crate::value::CellValue;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use std::collections::HashMap;
@@ -40,6 +39,16 @@ CREATE INDEX IF NOT EXISTS _wavesync_log_by_origin ON _wavesync_log (origin, seq
 CREATE TABLE IF NOT EXISTS _wavesync_heads (
     origin BLOB PRIMARY KEY NOT NULL,
     seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _wavesync_tables (
+    tbl TEXT PRIMARY KEY NOT NULL,
+    key_columns BLOB NOT NULL,
+    registered INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS _wavesync_pending_columns (
+    tbl TEXT NOT NULL,
+    col TEXT NOT NULL,
+    PRIMARY KEY (tbl, col)
 ) WITHOUT ROWID;
 "#;
 
@@ -415,265 +424,11 @@ pub(crate) async fn versions_of_rows(
     Ok(versions)
 }
 
-/// The result of [`crate::WaveSyncDb::verify_log`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LogReport {
-    /// Rows of synced tables checked.
-    pub rows_checked: u64,
-    /// Every disagreement found between the tables and the log, in words.
-    pub problems: Vec<String>,
-}
+mod page;
+mod tables;
+mod verify;
 
-impl LogReport {
-    /// Whether the tables and the log agree.
-    pub fn is_consistent(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-/// Checks that every row of every synced table has its versions in the log, with equal
-/// values, that every live complete row in the log is in its table, and that no entry of
-/// this node is numbered past its head.
-pub(crate) async fn verify(
-    conn: &impl ConnectionTrait,
-    tables: &[std::sync::Arc<crate::schema::TableMeta>],
-    node: NodeId,
-) -> Result<LogReport, DbErr> {
-    use crate::schema::ROW_EXISTS_COLUMN;
-    let mut report = LogReport::default();
-    for meta in tables {
-        let columns: Vec<&str> = meta
-            .primary_key
-            .iter()
-            .map(String::as_str)
-            .chain(meta.value_columns().map(|c| c.name.as_str()))
-            .collect();
-        let select = format!(
-            "SELECT {} FROM {}",
-            columns
-                .iter()
-                .map(|c| quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            quote_ident(&meta.name)
-        );
-        let rows = conn.query_all_raw(stmt(&select, vec![])).await?;
-        let key_len = meta.primary_key.len();
-        for row in &rows {
-            report.rows_checked += 1;
-            let mut cells = Vec::with_capacity(columns.len());
-            for index in 0..columns.len() {
-                cells.push(read_cell(row, index)?);
-            }
-            let key = crate::value::encode_key(&cells[..key_len]);
-            let held = row_versions(conn, &meta.name, &key).await?;
-            let alive = held
-                .get(ROW_EXISTS_COLUMN)
-                .is_some_and(|v| v.value == CellValue::Integer(1));
-            if !alive {
-                report.problems.push(format!(
-                    "{} row {:?} is in the table but not alive in the log",
-                    meta.name,
-                    &cells[..key_len]
-                ));
-                continue;
-            }
-            for (column, value) in columns.iter().zip(&cells).skip(key_len) {
-                let logged = held.get(*column).map(|v| &v.value);
-                if logged.is_some_and(|logged| logged != value) {
-                    report.problems.push(format!(
-                        "{} row {:?} column {column} holds {value:?}, the log {logged:?}",
-                        meta.name,
-                        &cells[..key_len]
-                    ));
-                }
-            }
-        }
-        let required: Vec<String> = meta
-            .value_columns()
-            .filter(|c| !c.nullable)
-            .map(|c| c.name.clone())
-            .collect();
-        let placeholders = vec!["?"; required.len()].join(", ");
-        let mut values: Vec<Value> = vec![meta.name.as_str().into()];
-        values.extend(required.iter().map(|c| Value::from(c.as_str())));
-        values.push(Value::BigInt(Some(required.len() as i64)));
-        let live_complete = conn
-            .query_one_raw(stmt(
-                &format!(
-                    "SELECT count(*) FROM _wavesync_log e WHERE e.tbl = ? AND e.col = '' \
-                     AND e.value = 1 AND (SELECT count(*) FROM _wavesync_log c \
-                     WHERE c.tbl = e.tbl AND c.pk = e.pk AND c.col IN ({placeholders})) = ?",
-                    placeholders = if required.is_empty() {
-                        "NULL".to_owned()
-                    } else {
-                        placeholders
-                    }
-                ),
-                values,
-            ))
-            .await?
-            .map(|row| row.try_get_by_index::<i64>(0))
-            .transpose()?
-            .unwrap_or(0);
-        if live_complete != rows.len() as i64 {
-            report.problems.push(format!(
-                "{}: the log has {live_complete} live rows, the table {}",
-                meta.name,
-                rows.len()
-            ));
-        }
-    }
-    let head = head(conn, node).await?;
-    let max_seq = conn
-        .query_one_raw(stmt(
-            "SELECT coalesce(max(seq), 0) FROM _wavesync_log WHERE origin = ?",
-            vec![node.0.to_vec().into()],
-        ))
-        .await?
-        .map(|row| row.try_get_by_index::<i64>(0))
-        .transpose()?
-        .unwrap_or(0);
-    if max_seq > i64::try_from(head).unwrap_or(i64::MAX) {
-        report.problems.push(format!(
-            "log entries of this node are numbered up to {max_seq}, its head is {head}"
-        ));
-    }
-    Ok(report)
-}
-
-/// The bound on one catch-up page.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PageLimit {
-    /// Log entries (cells).
-    pub entries: u64,
-    /// Bytes of values, roughly.
-    pub bytes: usize,
-}
-
-/// One page of `origin`'s log entries with seq in (after, through], after `cursor`, as
-/// operations tagged with their sequence numbers, and where the next page starts.
-/// Entries of tables this peer does not sync are left out: their keys cannot be named.
-pub(crate) async fn page(
-    conn: &impl ConnectionTrait,
-    synced: &dyn Fn(&str) -> Option<std::sync::Arc<crate::schema::TableMeta>>,
-    origin: NodeId,
-    after: u64,
-    through: u64,
-    cursor: Option<&crate::protocol::Cursor>,
-    limit: PageLimit,
-) -> Result<
-    (
-        Vec<(u64, crate::protocol::SyncOperation)>,
-        Option<crate::protocol::Cursor>,
-    ),
-    DbErr,
-> {
-    use crate::protocol::{Cursor, SyncOperation, WriteKind};
-    use crate::schema::ROW_EXISTS_COLUMN;
-    let mut values: Vec<Value> = vec![origin.0.to_vec().into(), seq_value(through)];
-    let mut sql = String::from(
-        "SELECT seq, tbl, pk, col, value, hlc FROM _wavesync_log \
-         WHERE origin = ? AND seq <= ?",
-    );
-    match cursor {
-        // The cursor alone bounds the start (it lies past `after`): with a separate
-        // `seq > ?` term SQLite seeks by that one and scans every earlier page again.
-        Some(cursor) if cursor.seq > after => {
-            sql.push_str(" AND (seq, tbl, pk, col) > (?, ?, ?, ?)");
-            values.extend([
-                seq_value(cursor.seq),
-                cursor.table.as_str().into(),
-                cursor.key.clone().into(),
-                cursor.column.as_str().into(),
-            ]);
-        }
-        _ => {
-            sql.push_str(" AND seq > ?");
-            values.push(seq_value(after));
-        }
-    }
-    sql.push_str(" ORDER BY seq, tbl, pk, col LIMIT ?");
-    values.push(Value::BigInt(Some(
-        i64::try_from(limit.entries).unwrap_or(i64::MAX),
-    )));
-    let rows = conn.query_all_raw(stmt(&sql, values)).await?;
-    let full = rows.len() as u64 >= limit.entries;
-
-    let mut operations: Vec<(u64, SyncOperation)> = Vec::new();
-    let mut last: Option<Cursor> = None;
-    let mut bytes = 0usize;
-    for row in &rows {
-        let seq = u64::try_from(row.try_get_by_index::<i64>(0)?)
-            .map_err(|_| corrupt("negative sequence number"))?;
-        let table: String = row.try_get_by_index(1)?;
-        let key = read_bytes(row, 2, "pk")?;
-        let column: String = row.try_get_by_index(3)?;
-        let value = read_cell(row, 4)?;
-        let hlc = Hlc::from_bytes(&read_bytes(row, 5, "hlc")?).ok_or_else(|| corrupt("hlc"))?;
-        if bytes >= limit.bytes && last.is_some() {
-            // Over the byte bound: stop here; the next page starts after `last`.
-            return Ok((operations, last));
-        }
-        bytes += 64
-            + match &value {
-                CellValue::Text(text) => text.len(),
-                CellValue::Blob(blob) => blob.len(),
-                _ => 8,
-            };
-        last = Some(Cursor {
-            seq,
-            table: table.clone(),
-            key: key.clone(),
-            column: column.clone(),
-        });
-        let Some(meta) = synced(&table) else {
-            continue;
-        };
-        let Some(key_values) = crate::value::decode_key(&key) else {
-            return Err(corrupt("primary key encoding"));
-        };
-        if key_values.len() != meta.primary_key.len() {
-            continue;
-        }
-        let same_operation = matches!(
-            operations.last(),
-            Some((s, op)) if *s == seq && op.table == meta.name && op.hlc == hlc
-                && op.primary_key.iter().map(|(_, v)| v).eq(key_values.iter())
-        );
-        if !same_operation {
-            operations.push((
-                seq,
-                SyncOperation {
-                    table: meta.name.clone(),
-                    kind: WriteKind::Update,
-                    hlc,
-                    primary_key: meta.primary_key.iter().cloned().zip(key_values).collect(),
-                    values: Vec::new(),
-                },
-            ));
-        }
-        let Some((_, op)) = operations.last_mut() else {
-            continue;
-        };
-        if column == ROW_EXISTS_COLUMN {
-            op.kind = if value == CellValue::Integer(0) {
-                WriteKind::Delete
-            } else {
-                WriteKind::Insert
-            };
-        } else if let Some(registered) = meta.column(&column) {
-            op.values.push((registered.name.clone(), value));
-        }
-    }
-    // An "insert" that does not carry every column is reported as an update.
-    for (_, op) in &mut operations {
-        if let (WriteKind::Insert, Some(meta)) = (op.kind, synced(&op.table))
-            && op.values.len() < meta.value_columns().count()
-        {
-            op.kind = WriteKind::Update;
-        }
-    }
-    Ok((operations, if full { last } else { None }))
-}
+pub(crate) use page::{PageLimit, page};
+pub(crate) use tables::{record_table_keys, table_keys, unknown_table_statement};
+pub use verify::LogReport;
+pub(crate) use verify::verify;

@@ -5,7 +5,8 @@
 //!
 //! A strike is only for what the *direct sender* provably did wrong, whatever our own
 //! state:
-//! - bytes that are no message of any version we know ([`Offense::Undecodable`]);
+//! - bytes that are no message of any version we know, or names no schema produces
+//!   ([`Offense::Undecodable`]);
 //! - a message over the size bound ([`Offense::Oversized`]);
 //! - a message whose signed author is not its origin, or an operation stamped by another
 //!   node than its change set's origin, or a page outside the range we asked for
@@ -14,7 +15,8 @@
 //! Never a strike: a clock-drift rejection (our own clock may be the slow one), a
 //! protocol version or variant newer than ours (see
 //! [`crate::protocol::codec::is_newer_variant`]), a change that does not fit our schema
-//! (the peer may run another version of the app: wrong type, another key), or anything
+//! (the peer may run another version of the app: wrong type, another key), a cell over
+//! today's size limit (history from before the limit, relayed in good faith), or anything
 //! that failed on our side (a database error, a page applied after our own failure).
 //! Those are still counted (metrics, `PeerInfo::rejected_messages`), never banned for.
 
@@ -39,6 +41,12 @@ pub(crate) fn offense_of_rejection(reason: &RejectReason) -> Option<Offense> {
     match reason {
         // Schema-independent and clock-independent: the set is self-contradictory.
         RejectReason::ForeignStamp => Some(Offense::Forged),
+        // Names no release of any schema produces (empty, too long, a key repeating a
+        // column).
+        RejectReason::Malformed { .. } => Some(Offense::Undecodable),
+        // A cell over today's limit may be history written before the limit existed,
+        // relayed in good faith by a peer of an older release.
+        RejectReason::Oversized { .. } => None,
         // Our clock may be wrong; our schema may be older or newer than the sender's.
         RejectReason::ClockDrift(_)
         | RejectReason::UnknownTable { .. }

@@ -27,8 +27,9 @@ use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
 use crate::clock::NodeId;
 use crate::connection::Shared;
 use crate::log;
+use crate::protocol::attest::Attested;
 use crate::protocol::codec::{DecodeError, decode_gossip, encode_gossip, is_newer_variant};
-use crate::protocol::heads::PullProgress;
+use crate::protocol::heads::{MAX_HEADS, PullProgress};
 use crate::protocol::parts::{Part, PartBudget, PartOutcome, Reassembly};
 use crate::protocol::strikes::{Offense, StrikeRules, Strikes, Verdict, offense_of_rejection};
 use crate::protocol::{ChangeSet, Gossip, GossipV1, SyncOperation};
@@ -92,10 +93,18 @@ pub(crate) struct Driver {
     strikes: Strikes<PeerId>,
     /// Connected peers that have not proven yet that they are of our group.
     candidates: HashSet<PeerId>,
+    /// Signs our heads statements (`protocol::attest`).
+    pub(super) keypair: libp2p::identity::Keypair,
+    /// The group id the statements are signed for.
+    pub(super) group: String,
+    /// The highest statement verified per origin.
+    pub(super) attested: Attested,
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        keypair: libp2p::identity::Keypair,
         shared: Arc<Shared>,
         config: NetworkConfig,
         commands: async_channel::Sender<Command>,
@@ -105,6 +114,7 @@ impl Driver {
         stop: async_channel::Receiver<()>,
     ) -> Driver {
         let partial = Reassembly::new(PartBudget::for_messages(config.max_message_bytes));
+        let group = super::behaviour::group_id(&config.topic, config.secret.as_ref());
         Driver {
             shared,
             config,
@@ -119,6 +129,9 @@ impl Driver {
             partial,
             strikes: Strikes::new(StrikeRules::default()),
             candidates: HashSet::new(),
+            keypair,
+            group,
+            attested: Attested::new(MAX_HEADS),
         }
     }
 

@@ -214,6 +214,7 @@ pub(crate) async fn start(
     let status = Arc::new(Mutex::new(NetworkStatus::default()));
     let outbox = shared.open_outbox();
     let driver = driver::Driver::new(
+        keypair.clone(),
         Arc::clone(&shared),
         config.clone(),
         commands_tx.clone(),

@@ -11,14 +11,19 @@ use super::Command;
 use super::driver::{Driver, Pending, Pull, node_of};
 use crate::clock::NodeId;
 use crate::log::{self, PageLimit};
+use crate::protocol::attest;
 use crate::protocol::catchup::{self, Need};
 use crate::protocol::heads::{PULLS_PER_PEER, PageFault, PullProgress, bounded_heads};
 use crate::protocol::strikes::Offense;
-use crate::protocol::{Cursor, Request, RequestV1, Response, ResponseV1, SyncOperation};
+use crate::protocol::{
+    Attestation, Cursor, Request, RequestV1, Response, ResponseV1, SyncOperation,
+};
 use libp2p::PeerId;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Signed heads statements verified per heads reply (a signature check is not free).
+const MAX_VERIFIED_PER_REPLY: usize = 256;
 /// Bytes of transactions held between pages for all pulls from one peer.
 const PEER_CARRY_BUDGET: usize = 128 << 20;
 
@@ -40,6 +45,17 @@ impl Driver {
                 self.on_heads(peer, heads).await;
             }
             (
+                Some(Pending::Heads),
+                Response::V1(ResponseV1::AttestedHeads {
+                    heads,
+                    attestations,
+                }),
+            ) => {
+                self.prove(peer);
+                self.take_attestations(&heads, attestations);
+                self.on_heads(peer, heads).await;
+            }
+            (
                 Some(Pending::Pull { origin }),
                 Response::V1(ResponseV1::Page { operations, next }),
             ) => {
@@ -55,6 +71,25 @@ impl Driver {
                 self.pulls.remove(&origin);
             }
             _ => {}
+        }
+    }
+
+    /// Keeps the statements that say more than we knew about an origin the reply
+    /// names, verifying at most [`MAX_VERIFIED_PER_REPLY`] of them.
+    fn take_attestations(&mut self, heads: &[(NodeId, u64)], attestations: Vec<Attestation>) {
+        let named: HashMap<NodeId, u64> = heads.iter().copied().collect();
+        let me = self.shared.node_id;
+        let news: Vec<Attestation> = attestations
+            .into_iter()
+            .filter(|a| {
+                named.contains_key(&a.origin)
+                    && a.origin != me
+                    && a.seq > self.attested.seq(a.origin)
+            })
+            .take(MAX_VERIFIED_PER_REPLY)
+            .collect();
+        for attestation in news {
+            self.attested.offer(&self.group, attestation);
         }
     }
 
@@ -100,7 +135,13 @@ impl Driver {
             need.origin,
             Pull {
                 peer,
-                progress: PullProgress::new(need.origin, need.after, need.through, from_origin),
+                progress: PullProgress::new(
+                    need.origin,
+                    need.after,
+                    need.through,
+                    from_origin,
+                    self.attested.seq(need.origin),
+                ),
                 token,
             },
         );
@@ -206,9 +247,22 @@ impl Driver {
     pub(super) async fn serve(&mut self, peer: PeerId, id: u64, request: Request) {
         let conn = &self.shared.conn;
         let response = match request {
-            Request::V1(RequestV1::Heads) => log::heads(conn)
-                .await
-                .map(|heads| Response::V1(ResponseV1::Heads(heads))),
+            Request::V1(RequestV1::Heads) => log::heads(conn).await.map(|heads| {
+                let me = self.shared.node_id;
+                let mine = heads.iter().find(|(o, _)| *o == me).map_or(0, |(_, s)| *s);
+                let mut attestations: Vec<Attestation> =
+                    attest::sign(&self.keypair, &self.group, mine)
+                        .into_iter()
+                        .collect();
+                attestations.extend(
+                    self.attested
+                        .for_origins(heads.iter().map(|(o, _)| *o).filter(|o| *o != me)),
+                );
+                Response::V1(ResponseV1::AttestedHeads {
+                    heads,
+                    attestations,
+                })
+            }),
             Request::V1(RequestV1::Pull {
                 origin,
                 after,

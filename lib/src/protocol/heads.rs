@@ -14,7 +14,12 @@
 //!   sequence order, so one it skipped before an entry it sent holds nothing there;
 //! - when the peer serves its *own* origin (its heads reply about itself, over a
 //!   connection authenticated as that origin), every sequence number up to `through`:
-//!   nobody knows an origin's transactions better, and a peer can only silence itself.
+//!   nobody knows an origin's transactions better, and a peer can only silence itself;
+//! - from any peer, every sequence number up to what the origin itself *signed* it had
+//!   issued (`protocol::attest`, relayed in heads replies), and up to `through`: those
+//!   transactions exist, and the server, holding them, had nothing left of them to send.
+//!   A signed statement never names a transaction that was not issued, so no one can
+//!   make a head pass the origin's future writes.
 //!
 //! Such numbers are handed to apply as *empty* change sets, in order among the real
 //! ones, so there is one way a head moves: apply's conditional step
@@ -79,6 +84,8 @@ pub(crate) struct PullProgress {
     pub through: u64,
     /// Whether the peer serving is the origin itself.
     pub from_origin: bool,
+    /// What the origin signed it had issued (0 if nothing is known).
+    pub attested: u64,
     /// The last sequence number handed out (as a set or an empty set), or `after`.
     emitted: u64,
     /// Empty sets this pull may still hand out.
@@ -88,12 +95,19 @@ pub(crate) struct PullProgress {
 }
 
 impl PullProgress {
-    pub(crate) fn new(origin: NodeId, after: u64, through: u64, from_origin: bool) -> Self {
+    pub(crate) fn new(
+        origin: NodeId,
+        after: u64,
+        through: u64,
+        from_origin: bool,
+        attested: u64,
+    ) -> Self {
         PullProgress {
             origin,
             after,
             through,
             from_origin,
+            attested,
             emitted: after,
             skips_left: MAX_SKIP,
             carry: Vec::new(),
@@ -137,8 +151,13 @@ impl PullProgress {
             self.emitted = self.emitted.max(set.seq);
             out.push(set);
         }
-        if last && self.from_origin {
-            self.pass_through(&mut out);
+        if last {
+            let evidence = if self.from_origin {
+                self.through
+            } else {
+                self.attested.min(self.through)
+            };
+            self.pass_through(evidence, &mut out);
         }
         Ok(out)
     }
@@ -151,9 +170,9 @@ impl PullProgress {
         }
     }
 
-    /// Empty sets up to `through`, as far as the budget allows.
-    fn pass_through(&mut self, out: &mut Vec<ChangeSet>) {
-        while self.skips_left > 0 && self.emitted < self.through {
+    /// Empty sets up to `end`, as far as the budget allows.
+    fn pass_through(&mut self, end: u64, out: &mut Vec<ChangeSet>) {
+        while self.skips_left > 0 && self.emitted < end {
             self.push_empty(out);
         }
     }
@@ -209,13 +228,13 @@ mod tests {
 
     #[test]
     fn a_claim_with_an_empty_page_advances_nothing() {
-        let mut pull = PullProgress::new(O, 3, 1 << 62, false);
+        let mut pull = PullProgress::new(O, 3, 1 << 62, false, 0);
         assert_eq!(pull.page(vec![], true), Ok(vec![]));
     }
 
     #[test]
     fn numbers_below_a_received_one_are_passed() {
-        let mut pull = PullProgress::new(O, 0, 100, false);
+        let mut pull = PullProgress::new(O, 0, 100, false, 0);
         let first = pull.page(vec![op(2, 1), op(4, 1)], false).unwrap();
         assert_eq!(seqs(&first), [(1, 0), (2, 1)]);
         let last = pull.page(vec![op(4, 1), op(6, 1)], true).unwrap();
@@ -224,35 +243,44 @@ mod tests {
 
     #[test]
     fn the_origin_itself_attests_its_range() {
-        let mut pull = PullProgress::new(O, 0, 5, true);
+        let mut pull = PullProgress::new(O, 0, 5, true, 0);
         let sets = pull.page(vec![op(2, 1)], true).unwrap();
         assert_eq!(seqs(&sets), [(1, 0), (2, 1), (3, 0), (4, 0), (5, 0)]);
     }
 
     #[test]
+    fn the_origins_signed_word_lets_any_peer_pass_its_numbers() {
+        let mut pull = PullProgress::new(O, 0, 1 << 62, false, 4);
+        let sets = pull.page(vec![op(2, 1)], true).unwrap();
+        assert_eq!(seqs(&sets), [(1, 0), (2, 1), (3, 0), (4, 0)]);
+        let mut pull = PullProgress::new(O, 0, 3, false, 9);
+        assert_eq!(pull.page(vec![], true).unwrap().len(), 3);
+    }
+
+    #[test]
     fn empty_sets_are_bounded_per_pull_and_never_overflow() {
-        let mut pull = PullProgress::new(O, 0, 1 << 62, true);
+        let mut pull = PullProgress::new(O, 0, 1 << 62, true, 0);
         let sets = pull.page(vec![], true).unwrap();
         assert_eq!(sets.len() as u64, MAX_SKIP);
         assert_eq!(sets.last().map(|s| s.seq), Some(MAX_SKIP));
-        let mut pull = PullProgress::new(O, u64::MAX - 2, u64::MAX, true);
+        let mut pull = PullProgress::new(O, u64::MAX - 2, u64::MAX, true, 0);
         let sets = pull.page(vec![], true).unwrap();
         assert_eq!(seqs(&sets), [(u64::MAX - 1, 0), (u64::MAX, 0)]);
     }
 
     #[test]
     fn pages_outside_the_range_or_out_of_order_are_forged() {
-        let mut pull = PullProgress::new(O, 5, 10, false);
+        let mut pull = PullProgress::new(O, 5, 10, false, 0);
         assert_eq!(
             pull.page(vec![op(5, 1)], false),
             Err(PageFault::OutOfRange { seq: 5 })
         );
-        let mut pull = PullProgress::new(O, 5, 10, false);
+        let mut pull = PullProgress::new(O, 5, 10, false, 0);
         assert_eq!(
             pull.page(vec![op(11, 1)], false),
             Err(PageFault::OutOfRange { seq: 11 })
         );
-        let mut pull = PullProgress::new(O, 0, 10, false);
+        let mut pull = PullProgress::new(O, 0, 10, false, 0);
         pull.page(vec![op(7, 1)], false).unwrap();
         assert_eq!(
             pull.page(vec![op(6, 1)], false),
@@ -262,7 +290,7 @@ mod tests {
 
     #[test]
     fn a_transaction_over_the_carry_budget_ends_the_pull() {
-        let mut pull = PullProgress::new(O, 0, 10, false);
+        let mut pull = PullProgress::new(O, 0, 10, false, 0);
         let page = (0..5).map(|_| op(1, 16 << 20)).collect();
         assert!(matches!(
             pull.page(page, false),
@@ -293,9 +321,10 @@ mod tests {
             received in proptest::collection::vec(0u64..120, 0..30),
             split in 0usize..30,
             from_origin in any::<bool>(),
+            attested in 0u64..120,
         ) {
             let through = after + len;
-            let mut pull = PullProgress::new(O, after, through, from_origin);
+            let mut pull = PullProgress::new(O, after, through, from_origin, attested);
             let mut sorted = received.clone();
             sorted.sort_unstable();
             let ops: Vec<_> = sorted.iter().map(|s| op(*s, 1)).collect();
@@ -311,7 +340,11 @@ mod tests {
                 prop_assert!(numbers.windows(2).all(|w| w[0] < w[1]));
                 let operations: usize = sets.iter().map(|s| s.operations.len()).sum();
                 prop_assert_eq!(operations, sorted.len());
-                let reach = if from_origin { Some(through) } else { sorted.last().copied() };
+                let reach = if from_origin {
+                    Some(through)
+                } else {
+                    sorted.last().copied().max(Some(attested.min(through)).filter(|a| *a > after))
+                };
                 match reach {
                     Some(reach) => {
                         let expected: Vec<u64> = (after + 1..=reach).collect();

@@ -82,9 +82,7 @@ impl Driver {
         let news: Vec<Attestation> = attestations
             .into_iter()
             .filter(|a| {
-                named.contains_key(&a.origin)
-                    && a.origin != me
-                    && a.seq > self.attested.seq(a.origin)
+                named.contains_key(&a.origin) && a.origin != me && self.attested.says_more(a)
             })
             .take(MAX_VERIFIED_PER_REPLY)
             .collect();
@@ -140,7 +138,7 @@ impl Driver {
                     need.after,
                     need.through,
                     from_origin,
-                    self.attested.seq(need.origin),
+                    self.attested.statement(need.origin),
                 ),
                 token,
             },
@@ -244,25 +242,56 @@ impl Driver {
 
     // ---- serving ----
 
+    /// Our heads, with our signed statement and the ones we relay.
+    async fn heads_reply(&self) -> Result<Response, sea_orm::DbErr> {
+        let conn = &self.shared.conn;
+        let heads = log::heads(conn).await?;
+        let me = self.shared.node_id;
+        let issued = heads.iter().find(|(o, _)| *o == me).map_or(0, |(_, s)| *s);
+        let live = self.last_with_entries(issued).await?;
+        let mut attestations: Vec<Attestation> =
+            attest::sign(&self.keypair, &self.group, issued, live)
+                .into_iter()
+                .collect();
+        attestations.extend(
+            self.attested
+                .for_origins(heads.iter().map(|(o, _)| *o).filter(|o| *o != me)),
+        );
+        Ok(Response::V1(ResponseV1::AttestedHeads {
+            heads,
+            attestations,
+        }))
+    }
+
+    /// The highest of our transactions up to `issued` that still has entries in our
+    /// log (0 if none): a binary search of one-entry pages, each an index seek.
+    async fn last_with_entries(&self, issued: u64) -> Result<u64, sea_orm::DbErr> {
+        let me = self.shared.node_id;
+        let limit = PageLimit {
+            entries: 1,
+            bytes: usize::MAX,
+        };
+        let synced = |_: &str| None;
+        // The answer is the smallest `x` with no entry in (x, issued].
+        let (mut low, mut high) = (0u64, issued);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let (entries, next) =
+                log::page(&self.shared.conn, &synced, me, mid, issued, None, limit).await?;
+            // A row the page could not name still counts: the page is full, `next` set.
+            if entries.is_empty() && next.is_none() {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        Ok(low)
+    }
+
     pub(super) async fn serve(&mut self, peer: PeerId, id: u64, request: Request) {
         let conn = &self.shared.conn;
         let response = match request {
-            Request::V1(RequestV1::Heads) => log::heads(conn).await.map(|heads| {
-                let me = self.shared.node_id;
-                let mine = heads.iter().find(|(o, _)| *o == me).map_or(0, |(_, s)| *s);
-                let mut attestations: Vec<Attestation> =
-                    attest::sign(&self.keypair, &self.group, mine)
-                        .into_iter()
-                        .collect();
-                attestations.extend(
-                    self.attested
-                        .for_origins(heads.iter().map(|(o, _)| *o).filter(|o| *o != me)),
-                );
-                Response::V1(ResponseV1::AttestedHeads {
-                    heads,
-                    attestations,
-                })
-            }),
+            Request::V1(RequestV1::Heads) => self.heads_reply().await,
             Request::V1(RequestV1::Pull {
                 origin,
                 after,

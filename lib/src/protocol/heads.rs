@@ -15,11 +15,14 @@
 //! - when the peer serves its *own* origin (its heads reply about itself, over a
 //!   connection authenticated as that origin), every sequence number up to `through`:
 //!   nobody knows an origin's transactions better, and a peer can only silence itself;
-//! - from any peer, every sequence number up to what the origin itself *signed* it had
-//!   issued (`protocol::attest`, relayed in heads replies), and up to `through`: those
-//!   transactions exist, and the server, holding them, had nothing left of them to send.
-//!   A signed statement never names a transaction that was not issued, so no one can
-//!   make a head pass the origin's future writes.
+//! - from any peer, past the last number received, up to what the origin itself
+//!   *signed* it had issued (`protocol::attest`, relayed in heads replies) and up to
+//!   `through`, when the origin also signed that none of those has entries left in its
+//!   log (`live` is at most what this pull already covers). Entries of old transactions
+//!   only ever disappear (superseded by later writes, which reach us through their own
+//!   origins), so the statement stays true; it never names a transaction not issued,
+//!   nor one whose data still exists, so no peer can make a head pass an origin's future
+//!   writes, or its past ones that still hold data, by claims or empty pages.
 //!
 //! Such numbers are handed to apply as *empty* change sets, in order among the real
 //! ones, so there is one way a head moves: apply's conditional step
@@ -84,8 +87,8 @@ pub(crate) struct PullProgress {
     pub through: u64,
     /// Whether the peer serving is the origin itself.
     pub from_origin: bool,
-    /// What the origin signed it had issued (0 if nothing is known).
-    pub attested: u64,
+    /// What the origin signed, `(issued through, nothing left after)`, if known.
+    pub attested: Option<(u64, u64)>,
     /// The last sequence number handed out (as a set or an empty set), or `after`.
     emitted: u64,
     /// Empty sets this pull may still hand out.
@@ -100,7 +103,7 @@ impl PullProgress {
         after: u64,
         through: u64,
         from_origin: bool,
-        attested: u64,
+        attested: Option<(u64, u64)>,
     ) -> Self {
         PullProgress {
             origin,
@@ -152,10 +155,10 @@ impl PullProgress {
             out.push(set);
         }
         if last {
-            let evidence = if self.from_origin {
-                self.through
-            } else {
-                self.attested.min(self.through)
+            let evidence = match self.attested {
+                _ if self.from_origin => self.through,
+                Some((issued, live)) if live <= self.emitted => issued.min(self.through),
+                _ => self.emitted,
             };
             self.pass_through(evidence, &mut out);
         }
@@ -228,13 +231,13 @@ mod tests {
 
     #[test]
     fn a_claim_with_an_empty_page_advances_nothing() {
-        let mut pull = PullProgress::new(O, 3, 1 << 62, false, 0);
+        let mut pull = PullProgress::new(O, 3, 1 << 62, false, None);
         assert_eq!(pull.page(vec![], true), Ok(vec![]));
     }
 
     #[test]
     fn numbers_below_a_received_one_are_passed() {
-        let mut pull = PullProgress::new(O, 0, 100, false, 0);
+        let mut pull = PullProgress::new(O, 0, 100, false, None);
         let first = pull.page(vec![op(2, 1), op(4, 1)], false).unwrap();
         assert_eq!(seqs(&first), [(1, 0), (2, 1)]);
         let last = pull.page(vec![op(4, 1), op(6, 1)], true).unwrap();
@@ -243,44 +246,56 @@ mod tests {
 
     #[test]
     fn the_origin_itself_attests_its_range() {
-        let mut pull = PullProgress::new(O, 0, 5, true, 0);
+        let mut pull = PullProgress::new(O, 0, 5, true, None);
         let sets = pull.page(vec![op(2, 1)], true).unwrap();
         assert_eq!(seqs(&sets), [(1, 0), (2, 1), (3, 0), (4, 0), (5, 0)]);
     }
 
     #[test]
     fn the_origins_signed_word_lets_any_peer_pass_its_numbers() {
-        let mut pull = PullProgress::new(O, 0, 1 << 62, false, 4);
+        // Issued through 4, nothing left after 2: past what was received, 3 and 4 pass.
+        let mut pull = PullProgress::new(O, 0, 1 << 62, false, Some((4, 2)));
         let sets = pull.page(vec![op(2, 1)], true).unwrap();
         assert_eq!(seqs(&sets), [(1, 0), (2, 1), (3, 0), (4, 0)]);
-        let mut pull = PullProgress::new(O, 0, 3, false, 9);
+        // Bounded by the range asked for.
+        let mut pull = PullProgress::new(O, 0, 3, false, Some((9, 0)));
         assert_eq!(pull.page(vec![], true).unwrap().len(), 3);
     }
 
     #[test]
+    fn numbers_that_still_hold_data_are_never_passed_on_an_empty_page() {
+        // The origin's 1..=10 all hold data: a server that sends nothing passes nothing.
+        let mut pull = PullProgress::new(O, 0, 1 << 62, false, Some((10, 10)));
+        assert_eq!(pull.page(vec![], true), Ok(vec![]));
+        let mut pull = PullProgress::new(O, 0, 1 << 62, false, Some((10, 10)));
+        let sets = pull.page(vec![op(5, 1)], true).unwrap();
+        assert_eq!(seqs(&sets).last(), Some(&(5, 1)));
+    }
+
+    #[test]
     fn empty_sets_are_bounded_per_pull_and_never_overflow() {
-        let mut pull = PullProgress::new(O, 0, 1 << 62, true, 0);
+        let mut pull = PullProgress::new(O, 0, 1 << 62, true, None);
         let sets = pull.page(vec![], true).unwrap();
         assert_eq!(sets.len() as u64, MAX_SKIP);
         assert_eq!(sets.last().map(|s| s.seq), Some(MAX_SKIP));
-        let mut pull = PullProgress::new(O, u64::MAX - 2, u64::MAX, true, 0);
+        let mut pull = PullProgress::new(O, u64::MAX - 2, u64::MAX, true, None);
         let sets = pull.page(vec![], true).unwrap();
         assert_eq!(seqs(&sets), [(u64::MAX - 1, 0), (u64::MAX, 0)]);
     }
 
     #[test]
     fn pages_outside_the_range_or_out_of_order_are_forged() {
-        let mut pull = PullProgress::new(O, 5, 10, false, 0);
+        let mut pull = PullProgress::new(O, 5, 10, false, None);
         assert_eq!(
             pull.page(vec![op(5, 1)], false),
             Err(PageFault::OutOfRange { seq: 5 })
         );
-        let mut pull = PullProgress::new(O, 5, 10, false, 0);
+        let mut pull = PullProgress::new(O, 5, 10, false, None);
         assert_eq!(
             pull.page(vec![op(11, 1)], false),
             Err(PageFault::OutOfRange { seq: 11 })
         );
-        let mut pull = PullProgress::new(O, 0, 10, false, 0);
+        let mut pull = PullProgress::new(O, 0, 10, false, None);
         pull.page(vec![op(7, 1)], false).unwrap();
         assert_eq!(
             pull.page(vec![op(6, 1)], false),
@@ -290,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_transaction_over_the_carry_budget_ends_the_pull() {
-        let mut pull = PullProgress::new(O, 0, 10, false, 0);
+        let mut pull = PullProgress::new(O, 0, 10, false, None);
         let page = (0..5).map(|_| op(1, 16 << 20)).collect();
         assert!(matches!(
             pull.page(page, false),
@@ -321,8 +336,10 @@ mod tests {
             received in proptest::collection::vec(0u64..120, 0..30),
             split in 0usize..30,
             from_origin in any::<bool>(),
-            attested in 0u64..120,
+            issued in 0u64..120,
+            live in 0u64..120,
         ) {
+            let attested = Some((issued, live.min(issued)));
             let through = after + len;
             let mut pull = PullProgress::new(O, after, through, from_origin, attested);
             let mut sorted = received.clone();
@@ -343,7 +360,10 @@ mod tests {
                 let reach = if from_origin {
                     Some(through)
                 } else {
-                    sorted.last().copied().max(Some(attested.min(through)).filter(|a| *a > after))
+                    let emitted = sorted.last().copied().unwrap_or(after);
+                    let live = live.min(issued);
+                    let by_statement = (live <= emitted).then_some(issued.min(through));
+                    sorted.last().copied().max(by_statement.filter(|a| *a > after))
                 };
                 match reach {
                     Some(reach) => {

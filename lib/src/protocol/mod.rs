@@ -156,11 +156,14 @@ pub(crate) enum ResponseV1 {
     },
 }
 
-/// An origin's signed statement "I have issued transactions up to `seq`", for one group.
+/// An origin's signed statement, for one group: "I have issued transactions up to `seq`,
+/// and none of mine after `live` has entries left in my log" (all their cells were
+/// superseded).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Attestation {
     pub origin: NodeId,
     pub seq: u64,
+    pub live: u64,
     /// The origin's public key (libp2p protobuf encoding); its node id must be `origin`.
     pub public_key: Vec<u8>,
     pub signature: Vec<u8>,

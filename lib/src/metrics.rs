@@ -46,7 +46,8 @@ pub struct MetricsSnapshot {
     /// (transport framing and encryption not included).
     pub bytes_received: u64,
     /// Remote changes rejected, by reason (see [`crate::RejectReason::code`]; also
-    /// `malformed` and `forged_origin` for messages that could not be read or trusted).
+    /// `malformed` and `forged_origin` for messages that could not be read or trusted,
+    /// `forged_page` for catch-up pages outside the range asked for).
     /// `unknown_table` and `unknown_column` count operations set aside rather than
     /// rejected: the rest of their change set applies, and values for columns this peer
     /// lacks wait in the log until its schema has them.

@@ -6,7 +6,9 @@
 use crate::clock::NodeId;
 use libp2p::{Multiaddr, PeerId};
 
-/// One peer as this node sees it.
+/// One peer of this node's group as this node sees it. A connected peer is listed only
+/// once it has shown it speaks the group's protocol (same topic, same secret); peers of
+/// other groups on the same network (mDNS finds them too) never appear.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PeerInfo {
@@ -19,9 +21,11 @@ pub struct PeerInfo {
     /// Per origin, the highest contiguous transaction the peer has applied (as of its
     /// last answer).
     pub heads: Vec<(NodeId, u64)>,
-    /// How many of those transactions this node lacks (filled by `sync_status`).
+    /// How many of those transactions this node lacks (filled by `sync_status`). The
+    /// heads are the peer's claims: the count saturates at `u64::MAX`.
     pub behind: u64,
-    /// Invalid messages received from this peer.
+    /// Invalid messages received from this peer, whatever the reason (only those it
+    /// provably caused count towards a ban).
     pub rejected_messages: u64,
     /// Whether the peer is refused for now, after too many invalid messages.
     pub banned: bool,

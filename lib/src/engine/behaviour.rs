@@ -3,7 +3,7 @@
 //! Owns the [`Behaviour`] (gossipsub for live changes, request-response for catch-up, mDNS
 //! for discovery) and the request-response [`CatchUpCodec`]. It decides nothing about
 //! sync: messages are opaque, size-bounded frames here; `protocol::codec` gives them
-//! meaning. Only the event loop may hold the `Swarm` built from it.
+//! meaning. The group is part of every protocol id and topic ([`group_id`]). Only the event loop may hold the `Swarm` built from it.
 
 use crate::protocol::codec::{decode_request, decode_response, encode_request, encode_response};
 use crate::protocol::{Request, Response};
@@ -15,8 +15,45 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The catch-up protocol id; the version is part of it.
-pub(crate) const CATCH_UP_PROTOCOL: StreamProtocol = StreamProtocol::new("/wavesync/catchup/1");
+/// Only if a group's protocol id could not be formed (it always can: it starts with `/`).
+const FALLBACK_PROTOCOL: StreamProtocol = StreamProtocol::new("/wavesync/catchup/2");
+
+/// The group's id on the wire: a SHA-256 of the topic and, in a private group, the
+/// secret, so neither the topic nor the secret travels, and two groups never share an
+/// id. URL-safe base64 without padding.
+pub(crate) fn group_id(topic: &str, secret: Option<&crate::secret::GroupSecret>) -> String {
+    let secret = secret.map(|s| s.to_hex()).unwrap_or_default();
+    let preimage = format!("wavesyncdb-group/1\n{}\n{topic}\n{secret}", topic.len());
+    gossipsub::Sha256Topic::new(preimage)
+        .hash()
+        .into_string()
+        .chars()
+        .filter(|c| *c != '=')
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// The catch-up protocol id of a group: the version and the group are part of it, so a
+/// peer of another group (or version) cannot even open a catch-up stream.
+pub(crate) fn catch_up_protocol(
+    topic: &str,
+    secret: Option<&crate::secret::GroupSecret>,
+) -> StreamProtocol {
+    StreamProtocol::try_from_owned(format!("/wavesync/catchup/2/{}", group_id(topic, secret)))
+        .unwrap_or(FALLBACK_PROTOCOL)
+}
+
+/// The gossip topic of a group.
+pub(crate) fn gossip_topic(
+    topic: &str,
+    secret: Option<&crate::secret::GroupSecret>,
+) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("wavesync/2/{}", group_id(topic, secret)))
+}
 
 /// The protocols of a WaveSyncDB node.
 #[derive(NetworkBehaviour)]
@@ -116,5 +153,24 @@ impl request_response::Codec for CatchUpCodec {
         T: AsyncWrite + Unpin + Send,
     {
         write_frame(io, &encode_response(&response)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_differ_by_topic_and_secret_and_never_show_them() {
+        let secret = crate::secret::GroupSecret::from_bytes([7; 32]);
+        let open = group_id("alpha", None);
+        assert_ne!(open, group_id("beta", None));
+        assert_ne!(open, group_id("alpha", Some(&secret)));
+        assert_eq!(open, group_id("alpha", None));
+        assert!(!open.contains("alpha"));
+        assert!(!group_id("alpha", Some(&secret)).contains(&secret.to_hex()));
+        let protocol = catch_up_protocol("alpha", None);
+        assert!(protocol.as_ref().starts_with("/wavesync/catchup/2/"));
+        assert_ne!(protocol, FALLBACK_PROTOCOL);
     }
 }

@@ -1,76 +1,110 @@
 //! The sync driver: the protocol between this node's database and its peers.
 //!
 //! Owns live publishing (one gossip message per committed transaction, split into parts
-//! when large), live receiving (validate the author, skip what is applied, apply, notice
-//! gaps), catch-up (heads on connect and periodically, then bounded pages of what is
-//! missing, whole transactions applied atomically, the head advanced only after the data
-//! is durably applied) and serving peers' catch-up requests from the log. It talks to the
-//! swarm only through [`Command`]s and [`NetEvent`]s; it never holds the `Swarm`.
+//! when large), live receiving (validate the author, apply whatever the sequence number,
+//! notice gaps), group membership, and the glue of catch-up ([`super::pull`]). Every
+//! decision with a rule behind it is a pure piece under `protocol`, handed `now`: part
+//! reassembly (`protocol::parts`), strikes and bans (`protocol::strikes`), what a pull
+//! accepts and how far a head may advance (`protocol::heads`). It talks to the swarm only
+//! through [`Command`]s and [`NetEvent`]s; it never holds the `Swarm`.
+//!
+//! ## Group membership
+//! Every exchange is scoped by the group: the catch-up protocol id and the gossip topic
+//! carry a group id derived from the topic and the secret (`behaviour::group_id`), so a
+//! peer of another group cannot ask, serve or publish anything here. A connected peer
+//! (mDNS dials whomever it finds) counts as a member, in `peers()` and `sync_status()`,
+//! only once it has proven it speaks the group's protocol: it answered our heads request,
+//! sent us a request, or forwarded gossip on the group topic. One that refuses the
+//! protocol is disconnected.
+//!
+//! ## The live path
+//! A live change set signed by its origin is applied whatever its sequence number: merge
+//! is idempotent, so a duplicate changes nothing, and a head that a peer made us believe
+//! too high (see `protocol::heads`) cannot silence an origin. Only a duplicate that
+//! changed nothing is not forwarded.
 
 use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
 use crate::clock::NodeId;
 use crate::connection::Shared;
-use crate::log::{self, PageLimit};
-use crate::protocol::catchup::{self, Need};
-use crate::protocol::codec::{decode_gossip, encode_gossip};
-use crate::protocol::{
-    ChangeSet, Gossip, GossipV1, Request, RequestV1, Response, ResponseV1, SyncOperation,
-};
+use crate::log;
+use crate::protocol::attest::Attested;
+use crate::protocol::codec::{DecodeError, decode_gossip, encode_gossip, is_newer_variant};
+use crate::protocol::heads::{MAX_HEADS, PullProgress};
+use crate::protocol::parts::{Part, PartBudget, PartOutcome, Reassembly};
+use crate::protocol::strikes::{Offense, StrikeRules, Strikes, Verdict, offense_of_rejection};
+use crate::protocol::{ChangeSet, Gossip, GossipV1, SyncOperation};
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// How many transactions may be half-received (some parts missing) at once.
-const MAX_PARTIAL_SETS: usize = 64;
-/// How long the parts of a transaction may take to arrive before catch-up takes over.
-const PARTIAL_SET_TIMEOUT: Duration = Duration::from_secs(60);
-/// A peer that sends this many invalid messages within [`STRIKE_WINDOW`] is banned.
-const STRIKES_TO_BAN: usize = 10;
-const STRIKE_WINDOW: Duration = Duration::from_secs(60);
-/// How long a banned peer is refused.
-const BAN_DURATION: Duration = Duration::from_secs(300);
-
-enum Pending {
+pub(super) enum Pending {
     Heads,
     Pull { origin: NodeId },
 }
 
 /// A catch-up pull of one origin's range from one peer.
-struct Pull {
-    peer: PeerId,
-    after: u64,
-    through: u64,
-    /// Operations of a transaction whose last page has not arrived yet.
-    carry: Vec<(u64, SyncOperation)>,
+pub(super) struct Pull {
+    pub peer: PeerId,
+    pub progress: PullProgress,
     /// The request whose answer is the next page; any other answer is stale.
-    token: u64,
+    pub token: u64,
 }
 
-struct PartialSet {
-    started: Instant,
-    parts: Vec<Option<Vec<SyncOperation>>>,
+/// Departed peers (neither connected nor banned) kept in the status: beyond this, the
+/// ones departed are forgotten, so peers that come and go cannot grow it without bound.
+const MAX_DEPARTED: usize = 256;
+
+fn forget_departed(peers: &mut std::collections::BTreeMap<PeerId, super::PeerState>) {
+    let departed = |state: &super::PeerState| !state.connected && state.banned_until.is_none();
+    let mut excess = peers
+        .values()
+        .filter(|state| departed(state))
+        .count()
+        .saturating_sub(MAX_DEPARTED);
+    peers.retain(|_, state| {
+        if excess > 0 && departed(state) {
+            excess -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
+/// The node id of a peer.
+pub(super) fn node_of(peer: &PeerId) -> NodeId {
+    NodeId::from_peer_id_bytes(&peer.to_bytes())
 }
 
 pub(crate) struct Driver {
-    shared: Arc<Shared>,
-    config: NetworkConfig,
+    pub(super) shared: Arc<Shared>,
+    pub(super) config: NetworkConfig,
     commands: async_channel::Sender<Command>,
     events: async_channel::Receiver<NetEvent>,
     outbox: Option<async_channel::Receiver<ChangeSet>>,
     status: Arc<Mutex<NetworkStatus>>,
     stop: async_channel::Receiver<()>,
     next_token: u64,
-    pending: HashMap<u64, Pending>,
-    pulls: HashMap<NodeId, Pull>,
-    partial: HashMap<(NodeId, u64), PartialSet>,
-    /// Recent invalid messages per peer.
-    strikes: HashMap<PeerId, Vec<Instant>>,
+    pub(super) pending: HashMap<u64, Pending>,
+    pub(super) pulls: HashMap<NodeId, Pull>,
+    partial: Reassembly,
+    strikes: Strikes<PeerId>,
+    /// Connected peers that have not proven yet that they are of our group.
+    candidates: HashSet<PeerId>,
+    /// Signs our heads statements (`protocol::attest`).
+    pub(super) keypair: libp2p::identity::Keypair,
+    /// The group id the statements are signed for.
+    pub(super) group: String,
+    /// The highest statement verified per origin.
+    pub(super) attested: Attested,
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        keypair: libp2p::identity::Keypair,
         shared: Arc<Shared>,
         config: NetworkConfig,
         commands: async_channel::Sender<Command>,
@@ -79,6 +113,8 @@ impl Driver {
         status: Arc<Mutex<NetworkStatus>>,
         stop: async_channel::Receiver<()>,
     ) -> Driver {
+        let partial = Reassembly::new(PartBudget::for_messages(config.max_message_bytes));
+        let group = super::behaviour::group_id(&config.topic, config.secret.as_ref());
         Driver {
             shared,
             config,
@@ -90,8 +126,12 @@ impl Driver {
             next_token: 0,
             pending: HashMap::new(),
             pulls: HashMap::new(),
-            partial: HashMap::new(),
-            strikes: HashMap::new(),
+            partial,
+            strikes: Strikes::new(StrikeRules::default()),
+            candidates: HashSet::new(),
+            keypair,
+            group,
+            attested: Attested::new(MAX_HEADS),
         }
     }
 
@@ -128,18 +168,18 @@ impl Driver {
         tracing::debug!("sync driver stopped");
     }
 
-    async fn command(&self, command: Command) {
+    pub(super) async fn command(&self, command: Command) {
         // Fails only when the event loop has stopped, and then so do we.
         let _ = self.commands.send(command).await;
     }
 
-    fn token(&mut self, pending: Pending) -> u64 {
+    pub(super) fn token(&mut self, pending: Pending) -> u64 {
         self.next_token += 1;
         self.pending.insert(self.next_token, pending);
         self.next_token
     }
 
-    fn status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
+    pub(super) fn status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -197,33 +237,47 @@ impl Driver {
         }
     }
 
-    /// Counts an invalid message against `peer` under `reason`; bans it after too many.
-    async fn strike(&mut self, peer: PeerId, reason: &'static str) {
-        self.shared.metrics.rejected(reason);
-        self.strike_without_metric(peer).await;
+    // ---- membership, strikes ----
+
+    /// `peer` has shown it speaks our group's protocol: count it as a member.
+    pub(super) fn prove(&mut self, peer: PeerId) {
+        if self.candidates.remove(&peer) {
+            tracing::debug!(%peer, "a peer of our group");
+            self.status().peers.entry(peer).or_default().connected = true;
+        }
     }
 
-    /// Like [`Driver::strike`], for a rejection already counted by reason.
-    async fn strike_without_metric(&mut self, peer: PeerId) {
-        let now = Instant::now();
-        let strikes = self.strikes.entry(peer).or_default();
-        strikes.retain(|at| now.duration_since(*at) < STRIKE_WINDOW);
-        strikes.push(now);
-        let ban = strikes.len() >= STRIKES_TO_BAN;
-        {
-            let mut status = self.status();
-            let state = status.peers.entry(peer).or_default();
-            state.rejected += 1;
-            if ban {
-                state.banned_until = Some(now + BAN_DURATION);
-            }
-        }
-        if ban {
-            self.strikes.remove(&peer);
-            self.pulls.retain(|_, pull| pull.peer != peer);
-            self.command(Command::Ban(peer)).await;
+    /// Counts one invalid message from `peer` (`PeerInfo::rejected_messages`).
+    pub(super) fn count_rejected(&self, peer: PeerId) {
+        if let Some(state) = self.status().peers.get_mut(&peer) {
+            state.rejected = state.rejected.saturating_add(1);
         }
     }
+
+    /// Counts what `peer` provably did against it; bans it after too many.
+    pub(super) async fn strike(&mut self, peer: PeerId, offense: Offense) {
+        tracing::debug!(%peer, ?offense, "strike");
+        let Verdict::Ban { until } = self.strikes.strike(peer, offense, Instant::now()) else {
+            return;
+        };
+        if let Some(state) = self.status().peers.get_mut(&peer) {
+            state.banned_until = Some(until);
+        }
+        self.pulls.retain(|_, pull| pull.peer != peer);
+        self.command(Command::Ban(peer)).await;
+    }
+
+    /// A rejected change set from `peer`: counted, and struck if it was provably forged.
+    pub(super) async fn rejected_change_set(&mut self, peer: PeerId, err: &crate::Error) {
+        if let crate::Error::Rejected(reason) = err {
+            self.count_rejected(peer);
+            if let Some(offense) = offense_of_rejection(reason) {
+                self.strike(peer, offense).await;
+            }
+        }
+    }
+
+    // ---- live path: receiving ----
 
     /// Validates and applies one gossip message; says whether gossipsub may forward it.
     async fn on_gossip(
@@ -232,12 +286,23 @@ impl Driver {
         via: PeerId,
         data: Vec<u8>,
     ) -> MessageAcceptance {
+        // Only a peer subscribed to our group's topic forwards on it.
+        self.prove(via);
         self.shared.metrics.gossip_received(data.len());
         let message = match decode_gossip(&data, self.config.max_message_bytes) {
             Ok(message) => message,
             Err(err) => {
                 tracing::debug!(%via, %err, "rejected a malformed gossip message");
-                self.strike(via, "malformed").await;
+                self.shared.metrics.rejected("malformed");
+                self.count_rejected(via);
+                let offense = match err {
+                    DecodeError::TooLarge { .. } => Some(Offense::Oversized),
+                    DecodeError::Malformed(_) if is_newer_variant(&data) => None,
+                    DecodeError::Malformed(_) => Some(Offense::Undecodable),
+                };
+                if let Some(offense) = offense {
+                    self.strike(via, offense).await;
+                }
                 return MessageAcceptance::Reject;
             }
         };
@@ -250,12 +315,32 @@ impl Driver {
                 count,
                 operations,
             }) => {
-                match self.add_part(origin, seq, index, count, operations) {
-                    Ok(Some(change_set)) => change_set,
-                    // A well-formed part travels on; the whole is checked when complete.
-                    Ok(None) => return MessageAcceptance::Accept,
-                    Err(()) => {
-                        self.strike(via, "malformed").await;
+                let part = Part {
+                    author: author.as_ref().map(node_of),
+                    origin,
+                    seq,
+                    index,
+                    count,
+                    operations,
+                    bytes: data.len(),
+                };
+                match self.partial.add(part, Instant::now()) {
+                    PartOutcome::Complete(change_set) => change_set,
+                    // A well-formed part of its origin travels on.
+                    PartOutcome::Pending => return MessageAcceptance::Accept,
+                    PartOutcome::Duplicate | PartOutcome::Dropped => {
+                        return MessageAcceptance::Ignore;
+                    }
+                    outcome @ (PartOutcome::Forged | PartOutcome::Malformed) => {
+                        let (reason, offense) = if outcome == PartOutcome::Forged {
+                            ("forged_origin", Offense::Forged)
+                        } else {
+                            ("malformed", Offense::Undecodable)
+                        };
+                        tracing::warn!(?author, %via, %origin, seq, reason, "rejected a part");
+                        self.shared.metrics.rejected(reason);
+                        self.count_rejected(via);
+                        self.strike(via, offense).await;
                         return MessageAcceptance::Reject;
                     }
                 }
@@ -263,14 +348,14 @@ impl Driver {
         };
         // Live changes are signed by their author; a peer cannot pass off its writes as
         // another node's (relayed history comes through catch-up instead).
-        if author.is_none_or(|author| {
-            NodeId::from_peer_id_bytes(&author.to_bytes()) != change_set.origin
-        }) {
+        if author.is_none_or(|author| node_of(&author) != change_set.origin) {
             tracing::warn!(
                 ?author,
                 "rejected a change set whose origin is not its signed author"
             );
-            self.strike(via, "forged_origin").await;
+            self.shared.metrics.rejected("forged_origin");
+            self.count_rejected(via);
+            self.strike(via, Offense::Forged).await;
             return MessageAcceptance::Reject;
         }
         let head = match log::head(&self.shared.conn, change_set.origin).await {
@@ -280,95 +365,35 @@ impl Driver {
                 return MessageAcceptance::Ignore;
             }
         };
-        if change_set.seq <= head {
-            // Applied already: a duplicate or a replay changes nothing, and goes no further.
-            return MessageAcceptance::Ignore;
-        }
-        let gap = change_set.seq > head + 1;
         let (origin, seq) = (change_set.origin, change_set.seq);
         let acceptance = match crate::apply::apply_remote(&self.shared, change_set).await {
+            // Applied already, and nothing changed: a duplicate goes no further.
+            Ok(0) if seq <= head => MessageAcceptance::Ignore,
             Ok(_) => MessageAcceptance::Accept,
-            Err(crate::Error::Rejected(reason)) => {
-                tracing::warn!(%origin, seq, %via, %reason, "rejected a live change set");
-                // Counted by reason in `apply_remote`; here it counts against the peer.
-                self.strike_without_metric(via).await;
-                return MessageAcceptance::Reject;
-            }
             Err(err) => {
-                tracing::warn!(%origin, seq, %err, "could not apply a live change set");
-                MessageAcceptance::Ignore
+                tracing::warn!(%origin, seq, %via, %err, "could not apply a live change set");
+                // Counted by reason in `apply_remote`.
+                self.rejected_change_set(via, &err).await;
+                return if matches!(err, crate::Error::Rejected(_)) {
+                    MessageAcceptance::Reject
+                } else {
+                    MessageAcceptance::Ignore
+                };
             }
         };
-        if gap {
+        if seq > head.saturating_add(1) {
             // A transaction of this origin went missing: ask the forwarder what it has.
             self.ask_heads(via).await;
         }
         acceptance
     }
 
-    fn add_part(
-        &mut self,
-        origin: NodeId,
-        seq: u64,
-        index: u32,
-        count: u32,
-        operations: Vec<SyncOperation>,
-    ) -> Result<Option<ChangeSet>, ()> {
-        let count_usize = usize::try_from(count).map_err(drop)?;
-        if index >= count || count_usize > 1 << 16 {
-            return Err(());
-        }
-        if !self.partial.contains_key(&(origin, seq)) && self.partial.len() >= MAX_PARTIAL_SETS {
-            // Evict the oldest; catch-up will bring that transaction whole.
-            let oldest = self
-                .partial
-                .iter()
-                .min_by_key(|(_, p)| p.started)
-                .map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                self.partial.remove(&oldest);
-            }
-        }
-        let entry = self
-            .partial
-            .entry((origin, seq))
-            .or_insert_with(|| PartialSet {
-                started: Instant::now(),
-                parts: vec![None; count_usize],
-            });
-        if entry.parts.len() != count_usize {
-            return Err(());
-        }
-        entry.parts[usize::try_from(index).map_err(drop)?] = Some(operations);
-        if entry.parts.iter().any(Option::is_none) {
-            return Ok(None);
-        }
-        let Some(partial) = self.partial.remove(&(origin, seq)) else {
-            return Ok(None);
-        };
-        Ok(Some(ChangeSet {
-            origin,
-            seq,
-            operations: partial.parts.into_iter().flatten().flatten().collect(),
-        }))
-    }
-
-    // ---- catch-up: asking ----
-
-    async fn ask_heads(&mut self, peer: PeerId) {
-        let token = self.token(Pending::Heads);
-        self.command(Command::Request {
-            peer,
-            token,
-            request: Request::V1(RequestV1::Heads),
-        })
-        .await;
-    }
+    // ---- events ----
 
     async fn on_tick(&mut self) {
-        self.partial
-            .retain(|_, p| p.started.elapsed() < PARTIAL_SET_TIMEOUT);
         let now = Instant::now();
+        self.partial.expire(now);
+        self.strikes.expire(now);
         let expired: Vec<PeerId> = self
             .status()
             .peers
@@ -382,183 +407,35 @@ impl Driver {
         for peer in expired {
             self.command(Command::Unban(peer)).await;
         }
-        let connected: Vec<PeerId> = self
+        let mut connected: Vec<PeerId> = self
             .status()
             .peers
             .iter()
             .filter(|(_, state)| state.connected)
             .map(|(peer, _)| *peer)
             .collect();
+        connected.extend(self.candidates.iter().copied());
         for peer in connected {
             self.ask_heads(peer).await;
         }
     }
 
-    async fn on_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
-        self.status().peers.entry(peer).or_default().heads = heads.clone();
-        let ours: HashMap<NodeId, u64> = match log::heads(&self.shared.conn).await {
-            Ok(ours) => ours.into_iter().collect(),
-            Err(err) => {
-                tracing::warn!(%err, "reading heads");
-                return;
-            }
-        };
-        for need in catchup::needs(&ours, &heads, self.shared.node_id) {
-            if !self.pulls.contains_key(&need.origin) {
-                self.start_pull(peer, need).await;
-            }
-        }
-    }
-
-    async fn start_pull(&mut self, peer: PeerId, need: Need) {
-        tracing::debug!(%peer, origin = %need.origin, after = need.after, through = need.through, "catching up");
-        let token = self.token(Pending::Pull {
-            origin: need.origin,
-        });
-        self.pulls.insert(
-            need.origin,
-            Pull {
-                peer,
-                after: need.after,
-                through: need.through,
-                carry: Vec::new(),
-                token,
-            },
-        );
-        let request = Request::V1(RequestV1::Pull {
-            origin: need.origin,
-            after: need.after,
-            through: need.through,
-            cursor: None,
-        });
-        self.command(Command::Request {
-            peer,
-            token,
-            request,
-        })
-        .await;
-    }
-
-    async fn on_page(
-        &mut self,
-        peer: PeerId,
-        token: u64,
-        origin: NodeId,
-        operations: Vec<(u64, SyncOperation)>,
-        next: Option<crate::protocol::Cursor>,
-    ) {
-        let Some(pull) = self.pulls.get_mut(&origin) else {
-            return;
-        };
-        if pull.peer != peer || pull.token != token {
-            // An answer to an abandoned pull.
-            return;
-        }
-        self.shared.metrics.catch_up_page(operations.len() as u64);
-        let sets = catchup::assemble(origin, &mut pull.carry, operations, next.is_none());
-        let (after, through) = (pull.after, pull.through);
-        if let Some(cursor) = next.clone() {
-            // Ask for the next page before applying this one: the peer reads it from its
-            // log while we write.
-            let token = self.token(Pending::Pull { origin });
-            if let Some(pull) = self.pulls.get_mut(&origin) {
-                pull.token = token;
-            }
-            let request = Request::V1(RequestV1::Pull {
-                origin,
-                after,
-                through,
-                cursor: Some(cursor),
-            });
-            self.command(Command::Request {
-                peer,
-                token,
-                request,
-            })
-            .await;
-        }
-        // The page's transactions commit together: one database transaction per page.
-        if !sets.is_empty()
-            && let Err(err) = crate::apply::apply_remote_batch(&self.shared, sets).await
-        {
-            tracing::warn!(%origin, %peer, %err, "catch-up stopped: a page could not be applied");
-            self.pulls.remove(&origin);
-            if matches!(err, crate::Error::Rejected(_)) {
-                self.strike_without_metric(peer).await;
-            }
-            return;
-        }
-        if next.is_none() {
-            self.pulls.remove(&origin);
-            // Everything up to `through` is durably applied now (transactions whose
-            // entries were all superseded leave nothing to send): count it as seen.
-            let advanced = async {
-                let head = log::head(&self.shared.conn, origin).await?;
-                if through > head {
-                    log::set_head(&self.shared.conn, origin, through).await?;
-                }
-                Ok::<_, sea_orm::DbErr>(())
-            };
-            if let Err(err) = advanced.await {
-                tracing::warn!(%err, "recording catch-up progress");
-            }
-            tracing::debug!(%peer, %origin, through, "caught up");
-        }
-    }
-
-    // ---- catch-up: serving ----
-
-    async fn serve(&mut self, peer: PeerId, id: u64, request: Request) {
-        let conn = &self.shared.conn;
-        let response = match request {
-            Request::V1(RequestV1::Heads) => log::heads(conn)
-                .await
-                .map(|heads| Response::V1(ResponseV1::Heads(heads))),
-            Request::V1(RequestV1::Pull {
-                origin,
-                after,
-                through,
-                cursor,
-            }) => {
-                let limit = PageLimit {
-                    entries: self.config.page_entries,
-                    bytes: self.config.page_bytes,
-                };
-                let shared = Arc::clone(&self.shared);
-                let synced = move |table: &str| shared.synced_table(table);
-                log::page(
-                    conn,
-                    &synced,
-                    origin,
-                    after,
-                    through,
-                    cursor.as_ref(),
-                    limit,
-                )
-                .await
-                .map(|(operations, next)| {
-                    self.shared.metrics.catch_up_served(operations.len() as u64);
-                    Response::V1(ResponseV1::Page { operations, next })
-                })
-            }
-        };
-        let response = response.unwrap_or_else(|err| {
-            tracing::warn!(%peer, %err, "cannot serve a catch-up request");
-            Response::V1(ResponseV1::Unavailable)
-        });
-        self.command(Command::Respond { id, response }).await;
-    }
-
-    // ---- events ----
-
     async fn on_event(&mut self, event: NetEvent) {
         match event {
             NetEvent::Connected(peer) => {
-                self.status().peers.entry(peer).or_default().connected = true;
+                // Counted (again) once it shows it speaks our group's protocol.
+                self.candidates.insert(peer);
                 self.ask_heads(peer).await;
             }
             NetEvent::Disconnected(peer) => {
-                self.status().peers.entry(peer).or_default().connected = false;
+                self.candidates.remove(&peer);
+                {
+                    let mut status = self.status();
+                    if let Some(state) = status.peers.get_mut(&peer) {
+                        state.connected = false;
+                    }
+                    forget_departed(&mut status.peers);
+                }
                 self.pulls.retain(|_, pull| pull.peer != peer);
             }
             NetEvent::Gossip {
@@ -575,34 +452,26 @@ impl Driver {
                 })
                 .await;
             }
-            NetEvent::Request { peer, id, request } => self.serve(peer, id, request).await,
+            NetEvent::Request { peer, id, request } => {
+                // Only a peer of our group can reach our group's protocol.
+                self.prove(peer);
+                self.serve(peer, id, request).await;
+            }
             NetEvent::Response {
                 peer,
                 token,
                 response,
-            } => match (self.pending.remove(&token), response) {
-                (Some(Pending::Heads), Response::V1(ResponseV1::Heads(heads))) => {
-                    self.on_heads(peer, heads).await
+            } => self.on_response(peer, token, response).await,
+            NetEvent::RequestFailed {
+                peer,
+                token,
+                outsider,
+            } => {
+                tracing::debug!(%peer, token, outsider, "catch-up request failed");
+                if outsider && self.candidates.remove(&peer) {
+                    tracing::debug!(%peer, "a peer of another group (or version): disconnecting");
+                    self.command(Command::Disconnect(peer)).await;
                 }
-                (
-                    Some(Pending::Pull { origin }),
-                    Response::V1(ResponseV1::Page { operations, next }),
-                ) => {
-                    self.on_page(peer, token, origin, operations, next).await;
-                }
-                (Some(Pending::Pull { origin }), _)
-                    if self
-                        .pulls
-                        .get(&origin)
-                        .is_some_and(|pull| pull.token == token) =>
-                {
-                    // The peer could not serve the pull: another peer's heads restart it.
-                    self.pulls.remove(&origin);
-                }
-                _ => {}
-            },
-            NetEvent::RequestFailed { peer, token } => {
-                tracing::debug!(%peer, token, "catch-up request failed");
                 if let Some(Pending::Pull { origin }) = self.pending.remove(&token)
                     && self
                         .pulls

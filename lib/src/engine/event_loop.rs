@@ -6,7 +6,7 @@
 //! is behind, sending it an event waits, so the swarm is not polled and peers are slowed
 //! down by the transport instead of us dropping their messages.
 
-use super::behaviour::{Behaviour, BehaviourEvent, CATCH_UP_PROTOCOL, CatchUpCodec};
+use super::behaviour::{Behaviour, BehaviourEvent, CatchUpCodec, catch_up_protocol, gossip_topic};
 use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
 use futures::StreamExt;
 use libp2p::Transport as _;
@@ -108,7 +108,10 @@ fn behaviour(
     )?;
     let catch_up = request_response::Behaviour::with_codec(
         codec,
-        [(CATCH_UP_PROTOCOL, request_response::ProtocolSupport::Full)],
+        [(
+            catch_up_protocol(&config.topic, config.secret.as_ref()),
+            request_response::ProtocolSupport::Full,
+        )],
         request_response::Config::default().with_request_timeout(config.request_timeout),
     );
     let mdns = if config.mdns {
@@ -140,7 +143,7 @@ impl EventLoop {
         received_bytes: Arc<AtomicU64>,
     ) -> Result<EventLoop, String> {
         let mut swarm = build_swarm(keypair, config, received_bytes)?;
-        let topic = gossipsub::IdentTopic::new(format!("wavesync/1/{}", config.topic));
+        let topic = gossip_topic(&config.topic, config.secret.as_ref());
         swarm
             .behaviour_mut()
             .gossipsub
@@ -262,6 +265,9 @@ impl EventLoop {
             Command::Unban(peer) => {
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             }
+            Command::Disconnect(peer) => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
             Command::Dial(address) => {
                 if let Err(err) = self.swarm.dial(address.clone()) {
                     tracing::warn!(%address, %err, "cannot dial peer");
@@ -375,7 +381,15 @@ impl EventLoop {
             } => {
                 tracing::debug!(%peer, %error, "catch-up request failed");
                 let token = self.outbound.remove(&request_id)?;
-                Some(NetEvent::RequestFailed { peer, token })
+                let outsider = matches!(
+                    error,
+                    request_response::OutboundFailure::UnsupportedProtocols
+                );
+                Some(NetEvent::RequestFailed {
+                    peer,
+                    token,
+                    outsider,
+                })
             }
             Event::InboundFailure { peer, error, .. } => {
                 tracing::debug!(%peer, %error, "inbound catch-up request failed");

@@ -14,9 +14,10 @@
 //! from peers (back-pressure); nothing is dropped on our side. Dropping the last
 //! `WaveSyncDb` handle, or `shutdown()`, stops both tasks and the thread.
 
-mod behaviour;
+pub(crate) mod behaviour;
 mod driver;
 mod event_loop;
+mod pull;
 
 use crate::clock::NodeId;
 use crate::connection::Shared;
@@ -91,6 +92,8 @@ pub(crate) enum Command {
     Ban(PeerId),
     /// Accept a banned peer again.
     Unban(PeerId),
+    /// Close every connection to a peer that is not of our group.
+    Disconnect(PeerId),
 }
 
 /// From the event loop to the driver.
@@ -121,10 +124,13 @@ pub(crate) enum NetEvent {
     RequestFailed {
         peer: PeerId,
         token: u64,
+        /// The peer does not speak our group's catch-up protocol.
+        outsider: bool,
     },
 }
 
-/// What one peer has told us.
+/// What one peer of our group has told us (only peers that proved they are of our
+/// group are listed in [`NetworkStatus::peers`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PeerState {
     pub connected: bool,
@@ -139,6 +145,7 @@ pub(crate) struct PeerState {
 #[derive(Debug, Default)]
 pub(crate) struct NetworkStatus {
     pub listening: Vec<Multiaddr>,
+    /// The peers of our group, connected or not.
     pub peers: BTreeMap<PeerId, PeerState>,
 }
 
@@ -207,6 +214,7 @@ pub(crate) async fn start(
     let status = Arc::new(Mutex::new(NetworkStatus::default()));
     let outbox = shared.open_outbox();
     let driver = driver::Driver::new(
+        keypair.clone(),
         Arc::clone(&shared),
         config.clone(),
         commands_tx.clone(),

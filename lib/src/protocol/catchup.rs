@@ -42,12 +42,12 @@ pub(crate) fn needs(
     needs
 }
 
-/// How many transactions behind `ours` is compared with `theirs`.
+/// How many transactions behind `ours` is compared with `theirs`. The heads are a
+/// peer's claims: the sum saturates rather than overflowing.
 pub(crate) fn behind(ours: &HashMap<NodeId, u64>, theirs: &[(NodeId, u64)], me: NodeId) -> u64 {
-    needs(ours, theirs, me)
-        .iter()
-        .map(|need| need.through - need.after)
-        .sum()
+    needs(ours, theirs, me).iter().fold(0u64, |sum, need| {
+        sum.saturating_add(need.through - need.after)
+    })
 }
 
 /// Groups a page's operations into whole transactions of `origin`. A transaction may span
@@ -115,6 +115,12 @@ mod tests {
         );
         assert_eq!(behind(&ours, &theirs, ME), 5);
         assert!(needs(&HashMap::from([(A, 8)]), &[(A, 8)], ME).is_empty());
+    }
+
+    #[test]
+    fn behind_saturates_on_huge_claims() {
+        let theirs = [(A, u64::MAX), (B, u64::MAX)];
+        assert_eq!(behind(&HashMap::new(), &theirs, ME), u64::MAX);
     }
 
     fn op(n: u64) -> (u64, SyncOperation) {

@@ -44,6 +44,26 @@ pub(crate) fn decode_gossip(bytes: &[u8], max: usize) -> Result<Gossip, DecodeEr
     decode(bytes, max)
 }
 
+/// How many versions (and variants within a version) past ours a tag may be and still
+/// be taken for a newer protocol rather than garbage.
+const NEWER_TAGS: u32 = 8;
+
+/// Whether bytes that did not decode look like a gossip message of a newer protocol
+/// version, or a newer variant of ours: a valid first tag just past the ones we know.
+/// Such a message is refused but never counted against its sender (it may simply run a
+/// newer release); other undecodable bytes are.
+pub(crate) fn is_newer_variant(bytes: &[u8]) -> bool {
+    let Ok((version, rest)) = postcard::take_from_bytes::<u32>(bytes) else {
+        return false;
+    };
+    // `Gossip::V1` is tag 0; `GossipV1` has the tags 0 and 1.
+    match version {
+        0 => postcard::take_from_bytes::<u32>(rest)
+            .is_ok_and(|(variant, _)| (2..2 + NEWER_TAGS).contains(&variant)),
+        v => v <= NEWER_TAGS,
+    }
+}
+
 pub(crate) fn encode_request(message: &Request) -> Vec<u8> {
     encode(message)
 }
@@ -108,6 +128,21 @@ mod tests {
             decode_gossip(&bytes, 1 << 20),
             Err(DecodeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn newer_versions_and_variants_are_told_from_garbage() {
+        let ours = encode_gossip(&sample());
+        assert!(!is_newer_variant(&ours));
+        let mut v2 = ours.clone();
+        v2[0] = 1;
+        assert!(is_newer_variant(&v2));
+        let mut new_variant = ours.clone();
+        new_variant[1] = 2;
+        assert!(is_newer_variant(&new_variant));
+        assert!(!is_newer_variant(b"definitely not a message"));
+        assert!(!is_newer_variant(b"garbage"));
+        assert!(!is_newer_variant(&[]));
     }
 
     proptest! {

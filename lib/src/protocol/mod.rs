@@ -62,8 +62,12 @@ pub struct ChangeSet {
     pub operations: Vec<SyncOperation>,
 }
 
+pub(crate) mod attest;
 pub(crate) mod catchup;
 pub(crate) mod codec;
+pub(crate) mod heads;
+pub(crate) mod parts;
+pub(crate) mod strikes;
 
 /// The gossipsub message of the live path. The enum is the version: a peer that does not
 /// know a variant rejects the message, and catch-up fills the gap.
@@ -144,4 +148,23 @@ pub(crate) enum ResponseV1 {
     },
     /// The request could not be served (e.g. a database error); try another peer later.
     Unavailable,
+    /// Heads, with what origins signed about their own heads (see `attest`): its own,
+    /// and the highest ones it has verified from others.
+    AttestedHeads {
+        heads: Vec<(NodeId, u64)>,
+        attestations: Vec<Attestation>,
+    },
+}
+
+/// An origin's signed statement, for one group: "I have issued transactions up to `seq`,
+/// and none of mine after `live` has entries left in my log" (all their cells were
+/// superseded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Attestation {
+    pub origin: NodeId,
+    pub seq: u64,
+    pub live: u64,
+    /// The origin's public key (libp2p protobuf encoding); its node id must be `origin`.
+    pub public_key: Vec<u8>,
+    pub signature: Vec<u8>,
 }

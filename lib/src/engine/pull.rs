@@ -1,0 +1,329 @@
+//! Catch-up glue: asking peers for heads, pulling pages, serving peers' pulls.
+//!
+//! Decisions live in `protocol::catchup` (what to pull) and `protocol::heads` (what a
+//! page may hold, how much may wait between pages, how far a head may advance); this
+//! file carries them out between awaits on the database. A head advances in one way
+//! only: applying a set (an empty one for a number without entries, see
+//! `protocol::heads`) runs `log::advance_head_statement`, which moves a head by one and
+//! only from the number just below.
+
+use super::Command;
+use super::driver::{Driver, Pending, Pull, node_of};
+use crate::clock::NodeId;
+use crate::log::{self, PageLimit};
+use crate::protocol::attest;
+use crate::protocol::catchup::{self, Need};
+use crate::protocol::heads::{PULLS_PER_PEER, PageFault, PullProgress, bounded_heads};
+use crate::protocol::strikes::Offense;
+use crate::protocol::{
+    Attestation, Cursor, Request, RequestV1, Response, ResponseV1, SyncOperation,
+};
+use libp2p::PeerId;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Signed heads statements verified per heads reply (a signature check is not free).
+const MAX_VERIFIED_PER_REPLY: usize = 256;
+/// Bytes of transactions held between pages for all pulls from one peer.
+const PEER_CARRY_BUDGET: usize = 128 << 20;
+
+impl Driver {
+    pub(super) async fn ask_heads(&mut self, peer: PeerId) {
+        let token = self.token(Pending::Heads);
+        self.command(Command::Request {
+            peer,
+            token,
+            request: Request::V1(RequestV1::Heads),
+        })
+        .await;
+    }
+
+    pub(super) async fn on_response(&mut self, peer: PeerId, token: u64, response: Response) {
+        match (self.pending.remove(&token), response) {
+            (Some(Pending::Heads), Response::V1(ResponseV1::Heads(heads))) => {
+                self.prove(peer);
+                self.on_heads(peer, heads).await;
+            }
+            (
+                Some(Pending::Heads),
+                Response::V1(ResponseV1::AttestedHeads {
+                    heads,
+                    attestations,
+                }),
+            ) => {
+                self.prove(peer);
+                self.take_attestations(&heads, attestations);
+                self.on_heads(peer, heads).await;
+            }
+            (
+                Some(Pending::Pull { origin }),
+                Response::V1(ResponseV1::Page { operations, next }),
+            ) => {
+                self.on_page(peer, token, origin, operations, next).await;
+            }
+            (Some(Pending::Pull { origin }), _)
+                if self
+                    .pulls
+                    .get(&origin)
+                    .is_some_and(|pull| pull.token == token) =>
+            {
+                // The peer could not serve the pull: another peer's heads restart it.
+                self.pulls.remove(&origin);
+            }
+            _ => {}
+        }
+    }
+
+    /// Keeps the statements that say more than we knew about an origin the reply
+    /// names, verifying at most [`MAX_VERIFIED_PER_REPLY`] of them.
+    fn take_attestations(&mut self, heads: &[(NodeId, u64)], attestations: Vec<Attestation>) {
+        let named: HashMap<NodeId, u64> = heads.iter().copied().collect();
+        let me = self.shared.node_id;
+        let news: Vec<Attestation> = attestations
+            .into_iter()
+            .filter(|a| {
+                named.contains_key(&a.origin) && a.origin != me && self.attested.says_more(a)
+            })
+            .take(MAX_VERIFIED_PER_REPLY)
+            .collect();
+        for attestation in news {
+            self.attested.offer(&self.group, attestation);
+        }
+    }
+
+    async fn on_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
+        let heads = bounded_heads(heads);
+        self.status().peers.entry(peer).or_default().heads = heads.clone();
+        let ours: HashMap<NodeId, u64> = match log::heads(&self.shared.conn).await {
+            Ok(ours) => ours.into_iter().collect(),
+            Err(err) => {
+                tracing::warn!(%err, "reading heads");
+                return;
+            }
+        };
+        let mut needs = catchup::needs(&ours, &heads, self.shared.node_id);
+        // The peer's own transactions first: it attests them best.
+        let its_own = node_of(&peer);
+        needs.sort_by_key(|need| need.origin != its_own);
+        let mut in_flight = self.pulls.values().filter(|p| p.peer == peer).count();
+        for need in needs {
+            if in_flight >= PULLS_PER_PEER {
+                break;
+            }
+            // A pull of an origin from someone else gives way to the origin itself: a
+            // peer that claims an origin's transactions and never serves them must not
+            // hold up that origin's catch-up (its answers become stale).
+            let free = self.pulls.get(&need.origin).is_none_or(|pull| {
+                pull.peer != peer && need.origin == its_own && !pull.progress.from_origin
+            });
+            if free {
+                self.start_pull(peer, need).await;
+                in_flight += 1;
+            }
+        }
+    }
+
+    async fn start_pull(&mut self, peer: PeerId, need: Need) {
+        tracing::debug!(%peer, origin = %need.origin, after = need.after, through = need.through, "catching up");
+        let token = self.token(Pending::Pull {
+            origin: need.origin,
+        });
+        let from_origin = node_of(&peer) == need.origin;
+        self.pulls.insert(
+            need.origin,
+            Pull {
+                peer,
+                progress: PullProgress::new(
+                    need.origin,
+                    need.after,
+                    need.through,
+                    from_origin,
+                    self.attested.statement(need.origin),
+                ),
+                token,
+            },
+        );
+        let request = Request::V1(RequestV1::Pull {
+            origin: need.origin,
+            after: need.after,
+            through: need.through,
+            cursor: None,
+        });
+        self.command(Command::Request {
+            peer,
+            token,
+            request,
+        })
+        .await;
+    }
+
+    async fn on_page(
+        &mut self,
+        peer: PeerId,
+        token: u64,
+        origin: NodeId,
+        operations: Vec<(u64, SyncOperation)>,
+        next: Option<Cursor>,
+    ) {
+        let Some(pull) = self.pulls.get_mut(&origin) else {
+            return;
+        };
+        if pull.peer != peer || pull.token != token {
+            // An answer to an abandoned pull.
+            return;
+        }
+        self.shared.metrics.catch_up_page(operations.len() as u64);
+        let sets = match pull.progress.page(operations, next.is_none()) {
+            Ok(sets) => sets,
+            Err(fault) => {
+                self.pulls.remove(&origin);
+                match fault {
+                    PageFault::OutOfRange { seq } => {
+                        tracing::warn!(%peer, %origin, seq, "catch-up stopped: a page outside the range asked for");
+                        self.shared.metrics.rejected("forged_page");
+                        self.count_rejected(peer);
+                        self.strike(peer, Offense::Forged).await;
+                    }
+                    PageFault::TooLarge { seq, bytes } => tracing::warn!(
+                        %peer, %origin, seq, bytes,
+                        "catch-up stopped: a transaction larger than the catch-up budget"
+                    ),
+                }
+                return;
+            }
+        };
+        let held: usize = self
+            .pulls
+            .values()
+            .filter(|pull| pull.peer == peer)
+            .map(|pull| pull.progress.carry_bytes())
+            .sum();
+        if held > PEER_CARRY_BUDGET {
+            tracing::warn!(%peer, %origin, held, "catch-up stopped: too much held for one peer");
+            self.pulls.remove(&origin);
+            return;
+        }
+        if let Some(cursor) = next.clone() {
+            // Ask for the next page before applying this one: the peer reads it from its
+            // log while we write.
+            let token = self.token(Pending::Pull { origin });
+            let Some(pull) = self.pulls.get_mut(&origin) else {
+                return;
+            };
+            pull.token = token;
+            let request = Request::V1(RequestV1::Pull {
+                origin,
+                after: pull.progress.after,
+                through: pull.progress.through,
+                cursor: Some(cursor),
+            });
+            self.command(Command::Request {
+                peer,
+                token,
+                request,
+            })
+            .await;
+        }
+        // The page's transactions commit together: one database transaction per page.
+        if !sets.is_empty()
+            && let Err(err) = crate::apply::apply_remote_batch(&self.shared, sets).await
+        {
+            tracing::warn!(%origin, %peer, %err, "catch-up stopped: a page could not be applied");
+            self.pulls.remove(&origin);
+            self.rejected_change_set(peer, &err).await;
+            return;
+        }
+        if next.is_none()
+            && let Some(pull) = self.pulls.remove(&origin)
+        {
+            tracing::debug!(%peer, %origin, through = pull.progress.through, "caught up");
+        }
+    }
+
+    // ---- serving ----
+
+    /// Our heads, with our signed statement and the ones we relay.
+    async fn heads_reply(&self) -> Result<Response, sea_orm::DbErr> {
+        let conn = &self.shared.conn;
+        let heads = log::heads(conn).await?;
+        let me = self.shared.node_id;
+        let issued = heads.iter().find(|(o, _)| *o == me).map_or(0, |(_, s)| *s);
+        let live = self.last_with_entries(issued).await?;
+        let mut attestations: Vec<Attestation> =
+            attest::sign(&self.keypair, &self.group, issued, live)
+                .into_iter()
+                .collect();
+        attestations.extend(
+            self.attested
+                .for_origins(heads.iter().map(|(o, _)| *o).filter(|o| *o != me)),
+        );
+        Ok(Response::V1(ResponseV1::AttestedHeads {
+            heads,
+            attestations,
+        }))
+    }
+
+    /// The highest of our transactions up to `issued` that still has entries in our
+    /// log (0 if none): a binary search of one-entry pages, each an index seek.
+    async fn last_with_entries(&self, issued: u64) -> Result<u64, sea_orm::DbErr> {
+        let me = self.shared.node_id;
+        let limit = PageLimit {
+            entries: 1,
+            bytes: usize::MAX,
+        };
+        let synced = |_: &str| None;
+        // The answer is the smallest `x` with no entry in (x, issued].
+        let (mut low, mut high) = (0u64, issued);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let (entries, next) =
+                log::page(&self.shared.conn, &synced, me, mid, issued, None, limit).await?;
+            // A row the page could not name still counts: the page is full, `next` set.
+            if entries.is_empty() && next.is_none() {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        Ok(low)
+    }
+
+    pub(super) async fn serve(&mut self, peer: PeerId, id: u64, request: Request) {
+        let conn = &self.shared.conn;
+        let response = match request {
+            Request::V1(RequestV1::Heads) => self.heads_reply().await,
+            Request::V1(RequestV1::Pull {
+                origin,
+                after,
+                through,
+                cursor,
+            }) => {
+                let limit = PageLimit {
+                    entries: self.config.page_entries,
+                    bytes: self.config.page_bytes,
+                };
+                let shared = Arc::clone(&self.shared);
+                let synced = move |table: &str| shared.synced_table(table);
+                log::page(
+                    conn,
+                    &synced,
+                    origin,
+                    after,
+                    through,
+                    cursor.as_ref(),
+                    limit,
+                )
+                .await
+                .map(|(operations, next)| {
+                    self.shared.metrics.catch_up_served(operations.len() as u64);
+                    Response::V1(ResponseV1::Page { operations, next })
+                })
+            }
+        };
+        let response = response.unwrap_or_else(|err| {
+            tracing::warn!(%peer, %err, "cannot serve a catch-up request");
+            Response::V1(ResponseV1::Unavailable)
+        });
+        self.command(Command::Respond { id, response }).await;
+    }
+}

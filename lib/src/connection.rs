@@ -16,8 +16,7 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::notify::{Bus, ChangeSubscription};
 use crate::outbox::Outbox;
 use crate::protocol::ChangeSet;
-// The engine still names the shared state by its old path.
-pub(crate) use crate::replica::Shared;
+use crate::replica::Shared;
 use crate::schema::Registry;
 use crate::schema::builder::SchemaBuilder;
 use crate::secret::GroupSecret;
@@ -333,7 +332,8 @@ impl WaveSyncDb {
             .unwrap_or_default()
     }
 
-    /// The peers this node knows, connected or not.
+    /// The peers of this node's group it knows, connected or not: a peer counts once it
+    /// has proven it belongs to the group (see `sync_status`).
     pub fn peers(&self) -> Vec<PeerInfo> {
         let Some(engine) = &self.engine else {
             return Vec::new();

@@ -119,7 +119,6 @@ impl Outbox {
 }
 
 /// The engine's side: this node's committed change sets in sequence order.
-#[allow(dead_code)] // The driver takes the whole feed in a following commit.
 pub(crate) struct EngineFeed {
     receiver: async_channel::Receiver<ChangeSet>,
     signal: Arc<Signal>,
@@ -131,11 +130,14 @@ pub(crate) struct EngineFeed {
     arrived: Option<ChangeSet>,
 }
 
-#[allow(dead_code)]
 impl EngineFeed {
-    /// The queue alone, without reading missed sets from the log.
-    pub(crate) fn into_channel(self) -> async_channel::Receiver<ChangeSet> {
-        self.receiver
+    /// Makes the next [`EngineFeed::next`] compare this node's head with what it handed
+    /// out, and read any difference from the log: for commits whose writer was cancelled
+    /// after its `COMMIT`, or made by another process on the same file. Called on every
+    /// catch-up tick.
+    pub(crate) fn check_log(&self) {
+        self.signal.overflowed.store(true, Ordering::Release);
+        self.signal.wake.notify(1);
     }
 
     /// The next change set of `origin` to publish, or `None` once the writers' side has
@@ -216,16 +218,8 @@ impl EngineFeed {
         let mut carry = Vec::new();
         let mut sets = Vec::new();
         loop {
-            let (operations, next) = log::page(
-                conn,
-                &|_| None,
-                origin,
-                after,
-                through,
-                cursor.as_ref(),
-                limit,
-            )
-            .await?;
+            let (operations, next) =
+                log::page(conn, origin, after, through, cursor.as_ref(), limit).await?;
             let last = next.is_none();
             sets.extend(crate::protocol::catchup::assemble(
                 origin, &mut carry, operations, last,

@@ -124,14 +124,9 @@ impl Shared {
         self.registry.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The metadata of `table` if it is synced here.
-    pub(crate) fn synced_table(&self, table: &str) -> Option<Arc<crate::schema::TableMeta>> {
-        self.registry().synced(table)
-    }
-
     /// The engine's feed of committed change sets; replaces (closes) any earlier one.
-    pub(crate) fn open_outbox(&self) -> async_channel::Receiver<ChangeSet> {
-        self.outbox.open_engine().into_channel()
+    pub(crate) fn open_outbox(&self) -> crate::outbox::EngineFeed {
+        self.outbox.open_engine()
     }
 
     pub(crate) fn plan_statement(&self, sql: &str) -> Result<Option<Capture>, DbErr> {

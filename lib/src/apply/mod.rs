@@ -101,7 +101,10 @@ pub(crate) async fn apply_remote_batch(
     let mut rows = 0;
     let mut operations = Vec::new();
     for (change_set, changed) in change_sets.iter().zip(changed) {
-        shared.metrics.remote_applied(changed.len());
+        if !change_set.operations.is_empty() {
+            // An empty set only passes a number whose writes were all superseded.
+            shared.metrics.remote_applied(changed.len());
+        }
         tracing::debug!(origin = %change_set.origin, seq = change_set.seq, rows = changed.len(), "applied remote change set");
         rows += changed.len();
         operations.extend(changed);

@@ -25,7 +25,6 @@
 
 use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
 use crate::clock::NodeId;
-use crate::connection::Shared;
 use crate::log;
 use crate::protocol::attest::Attested;
 use crate::protocol::codec::{DecodeError, decode_gossip, encode_gossip, is_newer_variant};
@@ -33,6 +32,7 @@ use crate::protocol::heads::{MAX_HEADS, PullProgress};
 use crate::protocol::parts::{Part, PartBudget, PartOutcome, Reassembly};
 use crate::protocol::strikes::{Offense, StrikeRules, Strikes, Verdict, offense_of_rejection};
 use crate::protocol::{ChangeSet, Gossip, GossipV1, SyncOperation};
+use crate::replica::Shared;
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
 use std::collections::{HashMap, HashSet};
@@ -83,7 +83,7 @@ pub(crate) struct Driver {
     pub(super) config: NetworkConfig,
     commands: async_channel::Sender<Command>,
     events: async_channel::Receiver<NetEvent>,
-    outbox: Option<async_channel::Receiver<ChangeSet>>,
+    outbox: Option<crate::outbox::EngineFeed>,
     status: Arc<Mutex<NetworkStatus>>,
     stop: async_channel::Receiver<()>,
     next_token: u64,
@@ -109,7 +109,7 @@ impl Driver {
         config: NetworkConfig,
         commands: async_channel::Sender<Command>,
         events: async_channel::Receiver<NetEvent>,
-        outbox: async_channel::Receiver<ChangeSet>,
+        outbox: crate::outbox::EngineFeed,
         status: Arc<Mutex<NetworkStatus>>,
         stop: async_channel::Receiver<()>,
     ) -> Driver {
@@ -139,10 +139,14 @@ impl Driver {
         let mut tick = tokio::time::interval(self.config.heads_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let outbox = self.outbox.clone();
-            let next_local = async {
-                match &outbox {
-                    Some(outbox) => outbox.recv().await.ok(),
+            // This node's committed change sets, in order; the feed reads from the log
+            // what its queue could not take.
+            let feed = self.outbox.as_mut();
+            let conn = &self.shared.engine_conn;
+            let me = self.shared.node_id;
+            let next_local = async move {
+                match feed {
+                    Some(feed) => feed.next(conn, me).await,
                     None => futures::future::pending().await,
                 }
             };
@@ -161,7 +165,12 @@ impl Driver {
                     Ok(event) => self.on_event(event).await,
                     Err(_) => break,
                 },
-                _ = tick.tick() => self.on_tick().await,
+                _ = tick.tick() => {
+                    if let Some(feed) = &self.outbox {
+                        feed.check_log();
+                    }
+                    self.on_tick().await
+                }
                 _ = self.stop.recv() => break,
             }
         }
@@ -358,7 +367,7 @@ impl Driver {
             self.strike(via, Offense::Forged).await;
             return MessageAcceptance::Reject;
         }
-        let head = match log::head(&self.shared.conn, change_set.origin).await {
+        let head = match log::head(&self.shared.engine_conn, change_set.origin).await {
             Ok(head) => head,
             Err(err) => {
                 tracing::warn!(%err, "reading heads");

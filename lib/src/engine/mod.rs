@@ -20,9 +20,9 @@ mod event_loop;
 mod pull;
 
 use crate::clock::NodeId;
-use crate::connection::Shared;
 use crate::error::Error;
 use crate::protocol::{Request, Response};
+use crate::replica::Shared;
 use libp2p::{Multiaddr, PeerId};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

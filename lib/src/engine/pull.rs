@@ -20,7 +20,6 @@ use crate::protocol::{
 };
 use libp2p::PeerId;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Signed heads statements verified per heads reply (a signature check is not free).
 const MAX_VERIFIED_PER_REPLY: usize = 256;
@@ -94,7 +93,7 @@ impl Driver {
     async fn on_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
         let heads = bounded_heads(heads);
         self.status().peers.entry(peer).or_default().heads = heads.clone();
-        let ours: HashMap<NodeId, u64> = match log::heads(&self.shared.conn).await {
+        let ours: HashMap<NodeId, u64> = match log::heads(&self.shared.engine_conn).await {
             Ok(ours) => ours.into_iter().collect(),
             Err(err) => {
                 tracing::warn!(%err, "reading heads");
@@ -244,7 +243,7 @@ impl Driver {
 
     /// Our heads, with our signed statement and the ones we relay.
     async fn heads_reply(&self) -> Result<Response, sea_orm::DbErr> {
-        let conn = &self.shared.conn;
+        let conn = &self.shared.engine_conn;
         let heads = log::heads(conn).await?;
         let me = self.shared.node_id;
         let issued = heads.iter().find(|(o, _)| *o == me).map_or(0, |(_, s)| *s);
@@ -264,32 +263,13 @@ impl Driver {
     }
 
     /// The highest of our transactions up to `issued` that still has entries in our
-    /// log (0 if none): a binary search of one-entry pages, each an index seek.
+    /// log (0 if none).
     async fn last_with_entries(&self, issued: u64) -> Result<u64, sea_orm::DbErr> {
-        let me = self.shared.node_id;
-        let limit = PageLimit {
-            entries: 1,
-            bytes: usize::MAX,
-        };
-        let synced = |_: &str| None;
-        // The answer is the smallest `x` with no entry in (x, issued].
-        let (mut low, mut high) = (0u64, issued);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            let (entries, next) =
-                log::page(&self.shared.conn, &synced, me, mid, issued, None, limit).await?;
-            // A row the page could not name still counts: the page is full, `next` set.
-            if entries.is_empty() && next.is_none() {
-                high = mid;
-            } else {
-                low = mid + 1;
-            }
-        }
-        Ok(low)
+        log::last_seq_with_entries(&self.shared.engine_conn, self.shared.node_id, issued).await
     }
 
     pub(super) async fn serve(&mut self, peer: PeerId, id: u64, request: Request) {
-        let conn = &self.shared.conn;
+        let conn = &self.shared.engine_conn;
         let response = match request {
             Request::V1(RequestV1::Heads) => self.heads_reply().await,
             Request::V1(RequestV1::Pull {
@@ -302,22 +282,12 @@ impl Driver {
                     entries: self.config.page_entries,
                     bytes: self.config.page_bytes,
                 };
-                let shared = Arc::clone(&self.shared);
-                let synced = move |table: &str| shared.synced_table(table);
-                log::page(
-                    conn,
-                    &synced,
-                    origin,
-                    after,
-                    through,
-                    cursor.as_ref(),
-                    limit,
-                )
-                .await
-                .map(|(operations, next)| {
-                    self.shared.metrics.catch_up_served(operations.len() as u64);
-                    Response::V1(ResponseV1::Page { operations, next })
-                })
+                log::page(conn, origin, after, through, cursor.as_ref(), limit)
+                    .await
+                    .map(|(operations, next)| {
+                        self.shared.metrics.catch_up_served(operations.len() as u64);
+                        Response::V1(ResponseV1::Page { operations, next })
+                    })
             }
         };
         let response = response.unwrap_or_else(|err| {

@@ -430,7 +430,7 @@ mod page;
 mod tables;
 mod verify;
 
-pub(crate) use page::{PageLimit, page};
+pub(crate) use page::{PageLimit, last_seq_with_entries, page};
 pub(crate) use tables::{record_table_keys, table_keys, unknown_table_statement};
 pub use verify::LogReport;
 pub(crate) use verify::verify;

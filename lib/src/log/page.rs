@@ -43,9 +43,6 @@ fn entry_bytes(table: &str, key: &[u8], column: &str, value: &CellValue) -> usiz
 /// when this page ends the range). Fails rather than leave out a row it cannot name.
 pub(crate) async fn page(
     conn: &DatabaseConnection,
-    // Not consulted: a node serves what its log holds (kept until the engine's call
-    // site drops it).
-    _synced: &dyn Fn(&str) -> Option<std::sync::Arc<crate::schema::TableMeta>>,
     origin: NodeId,
     after: u64,
     through: u64,
@@ -162,4 +159,25 @@ pub(crate) async fn page(
     }
     let full = read >= limit.entries;
     Ok((operations, if full { last } else { None }))
+}
+
+/// The highest sequence number of `origin` up to `through` that still has entries in the
+/// log (0 if none): one index seek.
+pub(crate) async fn last_seq_with_entries(
+    conn: &DatabaseConnection,
+    origin: NodeId,
+    through: u64,
+) -> Result<u64, DbErr> {
+    use sea_orm::ConnectionTrait;
+    let row = conn
+        .query_one_raw(stmt(
+            "SELECT coalesce(max(seq), 0) FROM _wavesync_log WHERE origin = ? AND seq <= ?",
+            vec![origin.0.to_vec().into(), seq_value(through)],
+        ))
+        .await?;
+    let seq = row
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0);
+    u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
 }

@@ -37,7 +37,12 @@ fn a_peer_of_another_topic_gets_nothing_and_is_not_counted() {
         let dir = tempfile::tempdir().unwrap();
         let alpha = start(&dir.path().join("alpha.db"), "alpha", &[]).await;
         let address = alpha.listening_addresses()[0].clone();
-        let beta = start(&dir.path().join("beta.db"), "beta", std::slice::from_ref(&address)).await;
+        let beta = start(
+            &dir.path().join("beta.db"),
+            "beta",
+            std::slice::from_ref(&address),
+        )
+        .await;
         let alpha2 = start(&dir.path().join("alpha2.db"), "alpha", &[address]).await;
         for n in 0..5 {
             new_task(&format!("alpha-{n}"), "alpha only")

@@ -34,8 +34,11 @@ fn a_false_heads_claim_silences_no_origin() {
             },
         })
         .expect("scripted peer");
-        let puller =
-            TestPeer::start(&dir.path().join("puller.db"), std::slice::from_ref(&hostile.address)).await;
+        let puller = TestPeer::start(
+            &dir.path().join("puller.db"),
+            std::slice::from_ref(&hostile.address),
+        )
+        .await;
         // The claim has been made and "served": the puller asked for heads and pulled.
         assert!(
             wait_until(TIMEOUT, || async { hostile.requests() >= 4 }).await,
@@ -137,8 +140,11 @@ fn a_claim_never_served_does_not_hold_up_an_origins_catch_up() {
             ScriptedRequest::Pull { .. } => ScriptedResponse::Silent,
         })
         .expect("scripted peer");
-        let puller =
-            TestPeer::start(&dir.path().join("puller.db"), std::slice::from_ref(&hostile.address)).await;
+        let puller = TestPeer::start(
+            &dir.path().join("puller.db"),
+            std::slice::from_ref(&hostile.address),
+        )
+        .await;
         assert!(
             wait_until(TIMEOUT, || async { hostile.requests() >= 2 }).await,
             "the puller never pulled from the hostile peer"

@@ -240,21 +240,7 @@ pub(crate) async fn backfill(
     floor: Hlc,
     now: Hlc,
 ) -> Result<Vec<SyncOperation>, DbErr> {
-    let columns: Vec<&str> = meta
-        .primary_key
-        .iter()
-        .map(String::as_str)
-        .chain(meta.value_columns().map(|c| c.name.as_str()))
-        .collect();
-    let select = format!(
-        "SELECT {} FROM {}",
-        columns
-            .iter()
-            .map(|c| quote_ident(c))
-            .collect::<Vec<_>>()
-            .join(", "),
-        quote_ident(&meta.name)
-    );
+    let (columns, select) = meta.select_all();
     let rows = conn.query_all_raw(stmt(&select, vec![])).await?;
     let key_len = meta.primary_key.len();
     let named = |cells: Vec<CellValue>, names: &[&str]| -> Vec<(String, CellValue)> {

@@ -4,7 +4,6 @@
 
 use super::{head, read_cell, row_versions, stmt};
 use crate::clock::NodeId;
-use crate::schema::quote_ident;
 use crate::value::CellValue;
 use sea_orm::{ConnectionTrait, DbErr, Value};
 
@@ -36,21 +35,7 @@ pub(crate) async fn verify(
     use crate::schema::ROW_EXISTS_COLUMN;
     let mut report = LogReport::default();
     for meta in tables {
-        let columns: Vec<&str> = meta
-            .primary_key
-            .iter()
-            .map(String::as_str)
-            .chain(meta.value_columns().map(|c| c.name.as_str()))
-            .collect();
-        let select = format!(
-            "SELECT {} FROM {}",
-            columns
-                .iter()
-                .map(|c| quote_ident(c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            quote_ident(&meta.name)
-        );
+        let (columns, select) = meta.select_all();
         let rows = conn.query_all_raw(stmt(&select, vec![])).await?;
         let key_len = meta.primary_key.len();
         for row in &rows {

@@ -235,6 +235,24 @@ impl TableMeta {
             .any(|k| k.eq_ignore_ascii_case(name))
     }
 
+    /// Every column, key columns first, and the statement that selects them from every
+    /// row of the table.
+    pub(crate) fn select_all(&self) -> (Vec<&str>, String) {
+        let columns: Vec<&str> = self
+            .primary_key
+            .iter()
+            .map(String::as_str)
+            .chain(self.value_columns().map(|c| c.name.as_str()))
+            .collect();
+        let list = columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {list} FROM {}", quote_ident(&self.name));
+        (columns, sql)
+    }
+
     /// The columns that are not part of the primary key.
     pub fn value_columns(&self) -> impl Iterator<Item = &ColumnMeta> {
         self.columns.iter().filter(|c| !self.is_key(&c.name))

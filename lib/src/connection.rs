@@ -305,8 +305,9 @@ impl WaveSyncDb {
     /// synced writes, in commit order. There is one receiver at a time, and calling this
     /// again replaces it — the network engine's included: its live publishing stops, and
     /// peers get the changes through catch-up. While it is full, writers wait after their
-    /// commit (back-pressure); nothing is dropped. Before the first call, change sets are
-    /// only kept in the log.
+    /// commit (back-pressure), holding the order of commits: so the task that drains it must
+    /// not itself write to synced tables while it may be full, or it waits on itself.
+    /// Nothing is dropped. Before the first call, change sets are only kept in the log.
     pub fn change_set_receiver(&self) -> async_channel::Receiver<ChangeSet> {
         self.shared.outbox.open_application()
     }

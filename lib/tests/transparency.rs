@@ -81,3 +81,25 @@ on_both_executors! {
         assert!(t.take_change_sets().is_empty());
     }
 }
+
+on_both_executors! {
+    async fn a_value_over_the_cell_limit_is_refused_and_does_not_commit() {
+        use sea_orm::EntityTrait;
+        let t = TestDb::new().await;
+        t.take_change_sets();
+        let big = vec![7u8; wavesyncdb::MAX_CELL_BYTES + 1];
+        let mut row = task("big", "too large");
+        row.data = sea_orm::ActiveValue::Set(Some(big.clone()));
+        let err = row.clone().insert(&t.db).await.unwrap_err().to_string();
+        assert!(err.contains("MAX_CELL_BYTES"), "{err}");
+        // Inside a transaction the write cannot be committed either, whatever the caller
+        // does with the error.
+        let txn = t.db.begin().await.unwrap();
+        assert!(row.insert(&txn).await.is_err());
+        let err = txn.commit().await.unwrap_err().to_string();
+        assert!(err.contains("MAX_CELL_BYTES"), "{err}");
+        assert!(task::Entity::find_by_id("big").one(&t.db).await.unwrap().is_none());
+        assert!(t.take_change_sets().is_empty());
+        assert!(t.db.verify_log().await.unwrap().is_consistent());
+    }
+}

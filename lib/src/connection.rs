@@ -1,7 +1,7 @@
 //! [`WaveSyncDb`]: a SeaORM connection that captures every write to a synced table.
 //!
-//! Owns the connection handle, the state every transaction shares ([`Shared`]: registry,
-//! clock, bus, engine channel, metrics) and the builder. It implements SeaORM's
+//! Owns the handle the application holds: the state every transaction shares ([`Shared`],
+//! from `replica`) and the engine; [`crate::WaveSyncDbBuilder`] (in `builder`) opens it. It implements SeaORM's
 //! `ConnectionTrait`, `TransactionTrait` and `StreamTrait`, so all of SeaORM works against
 //! it unchanged. Reads and writes to unregistered or local tables go straight to SQLite;
 //! a write to a synced table runs in a [`WaveSyncTransaction`] so it commits with its
@@ -9,15 +9,13 @@
 //! write to a synced table that it could not capture.
 
 use crate::autocommit::autocommit_write;
-use crate::clock::{HlcClock, NodeId};
-use crate::engine::{self, EngineHandle, NetworkConfig};
+use crate::clock::NodeId;
+use crate::engine::EngineHandle;
 use crate::error::Error;
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::notify::{Bus, ChangeSubscription};
-use crate::outbox::Outbox;
+use crate::metrics::MetricsSnapshot;
+use crate::notify::ChangeSubscription;
 use crate::protocol::ChangeSet;
 use crate::replica::Shared;
-use crate::schema::Registry;
 use crate::schema::builder::SchemaBuilder;
 use crate::secret::GroupSecret;
 use crate::status::{PeerInfo, SyncStatus};
@@ -25,68 +23,12 @@ use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
 use crate::{apply, log};
 use libp2p::{Multiaddr, PeerId};
 use sea_orm::{
-    AccessMode, ConnectOptions, ConnectionTrait, Database, DbBackend, DbErr, ExecResult,
-    IsolationLevel, QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions,
-    TransactionTrait,
+    AccessMode, ConnectionTrait, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
+    Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
-
-/// Default bound on how far ahead of our clock a remote timestamp may be.
-pub const DEFAULT_MAX_CLOCK_DRIFT: Duration = Duration::from_secs(60);
-
-/// Connections of the application's pool for a database file: WAL lets readers work
-/// while one connection writes, so reads need not queue behind a write (SQLite still
-/// takes one writer at a time; the others wait in its busy handler). SeaORM alone would
-/// open one.
-const APP_POOL_CONNECTIONS: u32 = 4;
-
-/// The SQLite settings WaveSyncDB opens its database with, as SeaORM `ConnectOptions`:
-/// WAL journal, `synchronous = NORMAL`, a 10 s busy timeout, no ping before each use of a
-/// pooled connection, no per-statement logging, and for a database file a pool of four
-/// connections (readers need not wait for a writer). An in-memory database (tests) has one
-/// connection, shared with the network engine, and does not enforce foreign keys.
-///
-/// Open a plain SeaORM connection with these to compare like with like (the benchmark
-/// does), or to read a WaveSyncDB file from another tool without changing its journal.
-pub fn sqlite_connect_options(url: &str) -> ConnectOptions {
-    connect_options(url, true)
-}
-
-/// Whether `url` names an in-memory database (each connection would open its own).
-fn in_memory(url: &str) -> bool {
-    url.contains(":memory:") || url.contains("mode=memory")
-}
-
-fn connect_options(url: &str, foreign_keys: bool) -> ConnectOptions {
-    // An in-memory database has one pool, which the engine shares: it cannot check
-    // foreign keys there either (see `apply`).
-    let foreign_keys = foreign_keys && !in_memory(url);
-    let mut options = ConnectOptions::new(url.to_owned());
-    if !in_memory(url) {
-        options.max_connections(if foreign_keys {
-            APP_POOL_CONNECTIONS
-        } else {
-            1
-        });
-    }
-    options
-        .sqlx_logging(false)
-        // A connection to a local file does not go stale: pinging it before every use
-        // would cost a round trip to SQLite's thread per statement.
-        .test_before_acquire(false)
-        .map_sqlx_sqlite_opts(move |opts| {
-            // WAL keeps readers and the writer apart; NORMAL is durable against process
-            // crashes (a power cut may lose the last commits, never corrupt).
-            opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(foreign_keys)
-        });
-    options
-}
+use std::sync::{Arc, PoisonError};
 
 /// A SeaORM connection whose writes to synced tables reach every peer of the group.
 ///
@@ -97,7 +39,7 @@ fn connect_options(url: &str, foreign_keys: bool) -> ConnectOptions {
 pub struct WaveSyncDb {
     pub(crate) shared: Arc<Shared>,
     /// The network engine; it stops when the last handle is dropped.
-    engine: Option<Arc<EngineHandle>>,
+    pub(crate) engine: Option<Arc<EngineHandle>>,
 }
 
 impl std::fmt::Debug for WaveSyncDb {
@@ -105,178 +47,6 @@ impl std::fmt::Debug for WaveSyncDb {
         f.debug_struct("WaveSyncDb")
             .field("node_id", &self.shared.node_id)
             .finish_non_exhaustive()
-    }
-}
-
-/// Configures and opens a [`WaveSyncDb`].
-#[derive(Debug, Clone)]
-#[must_use = "a builder does nothing until `build` is awaited"]
-pub struct WaveSyncDbBuilder {
-    url: String,
-    max_clock_drift: Duration,
-    notification_buffer: usize,
-    network: Option<NetworkConfig>,
-    listen_set: bool,
-    max_connections: Option<u32>,
-}
-
-impl WaveSyncDbBuilder {
-    /// A builder for the SQLite database at `url` (e.g. `sqlite:./app.db?mode=rwc`),
-    /// syncing with the peers of `topic`.
-    pub fn new(url: impl Into<String>, topic: impl Into<String>) -> Self {
-        WaveSyncDbBuilder {
-            url: url.into(),
-            max_clock_drift: DEFAULT_MAX_CLOCK_DRIFT,
-            notification_buffer: 1024,
-            network: Some(NetworkConfig::new(topic.into())),
-            listen_set: false,
-            max_connections: None,
-        }
-    }
-
-    fn network_mut(&mut self) -> Option<&mut NetworkConfig> {
-        self.network.as_mut()
-    }
-
-    /// Listens on `address` (e.g. `/ip4/0.0.0.0/tcp/4001`); may be called several times.
-    /// Without it, the node listens on every interface on a port the system picks.
-    pub fn listen_on(mut self, address: Multiaddr) -> Self {
-        let first = !self.listen_set;
-        self.listen_set = true;
-        if let Some(network) = self.network_mut() {
-            if first {
-                network.listen.clear();
-            }
-            network.listen.push(address);
-        }
-        self
-    }
-
-    /// Connects to the peer at `address` at start (e.g. `/ip4/10.0.0.2/tcp/4001`): for
-    /// peers that mDNS cannot find (other networks, or mDNS off). May be called several
-    /// times.
-    pub fn bootstrap(mut self, address: Multiaddr) -> Self {
-        if let Some(network) = self.network_mut() {
-            network.bootstrap.push(address);
-        }
-        self
-    }
-
-    /// Discovers peers on the local network by mDNS (default: on).
-    pub fn mdns(mut self, enabled: bool) -> Self {
-        if let Some(network) = self.network_mut() {
-            network.mdns = enabled;
-        }
-        self
-    }
-
-    /// How often peers compare what they have applied and pull what is missing
-    /// (default 5 s). Connecting to a peer always compares at once.
-    pub fn catch_up_interval(mut self, interval: Duration) -> Self {
-        if let Some(network) = self.network_mut() {
-            network.heads_interval = interval.max(Duration::from_millis(50));
-        }
-        self
-    }
-
-    /// The largest gossip message in bytes (default 1 MiB); a larger transaction is sent
-    /// in parts that the receiver applies together.
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        if let Some(network) = self.network_mut() {
-            network.max_message_bytes = bytes.max(1024);
-        }
-        self
-    }
-
-    /// Makes the group private: only peers with the same secret can connect (libp2p's
-    /// pre-shared-key private network; QUIC stays off). Get one from
-    /// [`WaveSyncDb::generate_secret`] or [`GroupSecret::from_passphrase`], and hand it to
-    /// every member over a channel you trust. Without a secret the group is open: anyone
-    /// who knows the topic can join.
-    pub fn group_secret(mut self, secret: GroupSecret) -> Self {
-        if let Some(network) = self.network_mut() {
-            network.secret = Some(secret);
-        }
-        self
-    }
-
-    /// Opens the database without the network engine: nothing listens, nothing is sent.
-    /// Change sets stay in the log (and on [`WaveSyncDb::change_set_receiver`]).
-    pub fn without_network(mut self) -> Self {
-        self.network = None;
-        self
-    }
-
-    /// How many connections the application's pool opens (default four for a database
-    /// file, one for an in-memory database). The network engine has a connection of its
-    /// own, so the application's writes and the engine never wait for each other's
-    /// connections; with one connection, reads queue behind writes.
-    pub fn max_connections(mut self, connections: u32) -> Self {
-        self.max_connections = Some(connections.max(1));
-        self
-    }
-
-    /// How far ahead of this node's clock a remote timestamp may be before the change is
-    /// rejected (default one minute). Bounds how far a peer with a wrong clock can win.
-    pub fn max_clock_drift(mut self, drift: Duration) -> Self {
-        self.max_clock_drift = drift;
-        self
-    }
-
-    /// How many change notifications a slow subscriber may fall behind before it is told
-    /// it lagged (default 1024).
-    pub fn notification_buffer(mut self, notifications: usize) -> Self {
-        self.notification_buffer = notifications;
-        self
-    }
-
-    /// Opens the database, creates the sync bookkeeping tables and loads this node's
-    /// identity and clock.
-    pub async fn build(self) -> Result<WaveSyncDb, Error> {
-        let scheme = self.url.split(':').next().unwrap_or_default();
-        if scheme != "sqlite" {
-            return Err(Error::UnsupportedDatabase {
-                scheme: scheme.to_owned(),
-            });
-        }
-        let mut options = sqlite_connect_options(&self.url);
-        if let Some(connections) = self.max_connections {
-            options.max_connections(connections);
-        }
-        let conn = Database::connect(options).await?;
-        log::create_tables(&conn).await?;
-        let engine_conn = if in_memory(&self.url) {
-            conn.clone()
-        } else {
-            Database::connect(connect_options(&self.url, false)).await?
-        };
-        let keypair = log::keypair(&conn).await?;
-        let node_id = NodeId::from_peer_id_bytes(&keypair.public().to_peer_id().to_bytes());
-        let last = log::load_clock(&conn).await?;
-        let committed = log::head(&conn, node_id).await?;
-        let max_drift_ms = u64::try_from(self.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
-        tracing::info!(%node_id, "WaveSyncDB opened");
-        let shared = Arc::new(Shared {
-            conn,
-            engine_conn,
-            node_id,
-            registry: RwLock::new(Registry::default()),
-            clock: Mutex::new(HlcClock::new(node_id, last, max_drift_ms)),
-            bus: Bus::new(self.notification_buffer),
-            outbox: Outbox::new(committed),
-            write_gate: async_lock::Mutex::new(()),
-            commit_order: async_lock::Mutex::new(()),
-            clock_bound_ms: std::sync::atomic::AtomicU64::new(0),
-            metrics: Metrics::default(),
-            plans: Mutex::default(),
-        });
-        let engine = match self.network {
-            Some(network) => Some(Arc::new(
-                engine::start(Arc::clone(&shared), keypair, network).await?,
-            )),
-            None => None,
-        };
-        Ok(WaveSyncDb { shared, engine })
     }
 }
 

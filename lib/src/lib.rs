@@ -15,6 +15,7 @@ mod value;
 // Glue: the database, the bus, and the connection SeaORM sees.
 mod apply;
 mod autocommit;
+mod builder;
 mod connection;
 mod effects;
 mod engine;
@@ -33,10 +34,9 @@ mod transaction;
 #[doc(hidden)]
 pub mod __private;
 
+pub use builder::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDbBuilder, sqlite_connect_options};
 pub use clock::{ClockDrift, Hlc, NodeId};
-pub use connection::{
-    DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDb, WaveSyncDbBuilder, sqlite_connect_options,
-};
+pub use connection::WaveSyncDb;
 pub use error::{Error, RejectReason, Result};
 pub use libp2p::{Multiaddr, PeerId};
 pub use log::LogReport;

@@ -33,6 +33,9 @@ mod transaction;
 
 #[doc(hidden)]
 pub mod __private;
+/// README.md's examples, compiled and run as doc tests (`cargo test --doc`).
+#[cfg(doctest)]
+mod readme_doctests;
 
 pub use builder::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDbBuilder, sqlite_connect_options};
 pub use clock::{ClockDrift, Hlc, NodeId};

@@ -103,6 +103,12 @@ impl TestPeer {
     pub async fn stop(self) {
         self.db.shutdown().await;
     }
+
+    /// Stops the engine and closes every connection to the database file, waiting for
+    /// it, so the file may be copied or replaced.
+    pub async fn close(self) {
+        self.db.close().await.expect("close the database");
+    }
 }
 
 /// Polls `check` every 50 ms until it holds; false if `timeout` passes first.

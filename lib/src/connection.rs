@@ -174,6 +174,17 @@ impl WaveSyncDb {
         }
     }
 
+    /// Stops the network engine and closes the database's connections (the application's
+    /// pool and the engine's own), for every clone of this handle: afterwards every
+    /// statement on it fails. Use it before moving, copying or restoring the database
+    /// file; dropping the handles closes the connections too, but without waiting.
+    pub async fn close(self) -> Result<(), Error> {
+        self.shutdown().await;
+        self.shared.conn.close_by_ref().await?;
+        self.shared.engine_conn.close_by_ref().await?;
+        Ok(())
+    }
+
     /// The sync counters.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.shared.metrics.snapshot()

@@ -69,13 +69,15 @@ impl Outbox {
     pub(crate) fn open_engine(&self) -> EngineFeed {
         let (sender, receiver) = async_channel::bounded(QUEUE_CAPACITY);
         self.set(Receiver::Engine(sender));
+        let committed = self.committed.load(Ordering::Acquire);
         EngineFeed {
             receiver,
             signal: Arc::clone(&self.signal),
             // Sets committed before now reach peers through catch-up.
-            next: self.committed.load(Ordering::Acquire) + 1,
+            next: committed + 1,
             ready: VecDeque::new(),
             arrived: None,
+            floor: committed,
         }
     }
 
@@ -128,9 +130,26 @@ pub(crate) struct EngineFeed {
     ready: VecDeque<ChangeSet>,
     /// Received past a gap, waiting for the gap to be read from the log.
     arrived: Option<ChangeSet>,
+    /// This node's head when the feed opened.
+    floor: u64,
 }
 
 impl EngineFeed {
+    /// This node's head when the feed opened: what it had committed before this run.
+    pub(crate) fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Forgets every change set numbered up to `head`: this node's transactions were
+    /// issued again under new numbers (`protocol::recovery`), which peers pull.
+    pub(crate) fn restart_after(&mut self, head: u64) {
+        self.next = self.next.max(head + 1);
+        self.ready.retain(|set| set.seq > head);
+        if self.arrived.as_ref().is_some_and(|set| set.seq <= head) {
+            self.arrived = None;
+        }
+    }
+
     /// Makes the next [`EngineFeed::next`] compare this node's head with what it handed
     /// out, and read any difference from the log: for commits whose writer was cancelled
     /// after its `COMMIT`, or made by another process on the same file. Called on every

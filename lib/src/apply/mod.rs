@@ -73,6 +73,20 @@ pub(crate) async fn apply_remote_batch(
         .into_iter()
         .filter(|set| set.origin != shared.node_id)
         .collect();
+    apply_batch(shared, change_sets).await
+}
+
+/// Applies this node's own transactions pulled back from a peer: ones an earlier life of
+/// this node issued and its database lost (`protocol::recovery`). Merged like any remote
+/// set, so a version this node holds already changes nothing.
+pub(crate) async fn apply_recovered_batch(
+    shared: &Shared,
+    change_sets: Vec<ChangeSet>,
+) -> Result<usize, Error> {
+    apply_batch(shared, change_sets).await
+}
+
+async fn apply_batch(shared: &Shared, change_sets: Vec<ChangeSet>) -> Result<usize, Error> {
     if change_sets.is_empty() {
         return Ok(0);
     }
@@ -198,13 +212,16 @@ async fn apply_once(
         });
     }
     let positions: Vec<(NodeId, u64)> = sets.iter().map(|set| (set.origin, set.seq)).collect();
-    let (changed, mut statements, row_writes) = merge_and_write(&txn, sets).await?;
+    let (changed, mut statements, row_writes, repeats) = merge_and_write(&txn, sets).await?;
     // A head advances over the sets that follow it without a gap, in order.
     statements.extend(
         positions
             .into_iter()
             .map(|(origin, seq)| log::advance_head_statement(origin, seq)),
     );
+    // After the heads: a repeated version moves only to a number its origin's head has
+    // reached here (see `log::repeat_statements`).
+    statements.extend(repeats);
     let mut local = None;
     if careful {
         log::execute_all(&txn, std::mem::take(&mut statements)).await?;
@@ -257,11 +274,12 @@ struct TouchedRow {
 
 /// Merges the sets' operations against the log, in order; returns, per set, the
 /// operations that changed a synced table, the statements that store the winning
-/// versions, and the rows to rewrite from them (nothing run yet).
+/// versions, the rows to rewrite from them, and the statements that file repeated
+/// versions under their origin's latest numbers (nothing run yet).
 async fn merge_and_write(
     txn: &DatabaseTransaction,
     sets: Vec<AdmittedSet>,
-) -> Result<(Vec<Vec<SyncOperation>>, Writes, Vec<RowWrite>), DbErr> {
+) -> Result<(Vec<Vec<SyncOperation>>, Writes, Vec<RowWrite>, Writes), DbErr> {
     // The versions of every row the sets touch, read up front in one statement per
     // table; later operations merge against earlier ones.
     let mut keys_by_table: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
@@ -295,6 +313,7 @@ async fn merge_and_write(
     let mut changed = Vec::with_capacity(sets.len());
     let mut pending: Vec<(String, String)> = Vec::new();
     let mut unsynced: HashMap<String, Vec<String>> = HashMap::new();
+    let mut repeats = Vec::new();
     for (
         AdmittedSet {
             origin,
@@ -315,7 +334,19 @@ async fn merge_and_write(
         ) in admitted.into_iter().zip(keys)
         {
             let held = rows.entry((op.table.clone(), key.clone())).or_default();
-            let won = winners(held, written_cells(&op));
+            let cells = written_cells(&op);
+            for (column, version) in &cells {
+                if held.get(column) == Some(version) {
+                    repeats.push(log::Repeat {
+                        table: op.table.clone(),
+                        key: key.clone(),
+                        column: column.clone(),
+                        hlc: version.hlc,
+                        seq,
+                    });
+                }
+            }
+            let won = winners(held, cells);
             if won.is_empty() {
                 continue;
             }
@@ -379,7 +410,12 @@ async fn merge_and_write(
             exists,
         });
     }
-    Ok((changed, statements, row_writes))
+    Ok((
+        changed,
+        statements,
+        row_writes,
+        log::repeat_statements(&repeats),
+    ))
 }
 
 /// A row of a synced table to make match its merged versions.

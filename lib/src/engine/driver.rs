@@ -30,6 +30,7 @@ use crate::protocol::attest::Attested;
 use crate::protocol::codec::{DecodeError, decode_gossip, encode_gossip, is_newer_variant};
 use crate::protocol::heads::{MAX_HEADS, PullProgress};
 use crate::protocol::parts::{Part, PartBudget, PartOutcome, Reassembly};
+use crate::protocol::recovery::{Recovery, State as RecoveryState};
 use crate::protocol::strikes::{Offense, StrikeRules, Strikes, Verdict, offense_of_rejection};
 use crate::protocol::{ChangeSet, Gossip, GossipV1, SyncOperation};
 use crate::replica::Shared;
@@ -83,7 +84,7 @@ pub(crate) struct Driver {
     pub(super) config: NetworkConfig,
     commands: async_channel::Sender<Command>,
     events: async_channel::Receiver<NetEvent>,
-    outbox: Option<crate::outbox::EngineFeed>,
+    pub(super) outbox: Option<crate::outbox::EngineFeed>,
     status: Arc<Mutex<NetworkStatus>>,
     stop: async_channel::Receiver<()>,
     next_token: u64,
@@ -99,6 +100,9 @@ pub(crate) struct Driver {
     pub(super) group: String,
     /// The highest statement verified per origin.
     pub(super) attested: Attested,
+    /// Whether this node's own numbers are confirmed, or held back while it takes back
+    /// transactions an earlier life of it issued (`protocol::recovery`).
+    pub(super) recovery: Recovery,
 }
 
 impl Driver {
@@ -114,6 +118,7 @@ impl Driver {
         stop: async_channel::Receiver<()>,
     ) -> Driver {
         let partial = Reassembly::new(PartBudget::for_messages(config.max_message_bytes));
+        let recovery = Recovery::new(shared.node_id, outbox.floor());
         let group = super::behaviour::group_id(&config.topic, config.secret.as_ref());
         Driver {
             shared,
@@ -132,6 +137,7 @@ impl Driver {
             keypair,
             group,
             attested: Attested::new(MAX_HEADS),
+            recovery,
         }
     }
 
@@ -141,7 +147,9 @@ impl Driver {
         loop {
             // This node's committed change sets, in order; the feed reads from the log
             // what its queue could not take.
-            let feed = self.outbox.as_mut();
+            // Held back while this node's numbering is unconfirmed (`protocol::recovery`).
+            let held_back = self.recovery.held_back_above().is_some();
+            let feed = self.outbox.as_mut().filter(|_| !held_back);
             let conn = &self.shared.engine_conn;
             let me = self.shared.node_id;
             let next_local = async move {
@@ -401,6 +409,12 @@ impl Driver {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
+        if matches!(self.recovery.state(), RecoveryState::Recovering { .. })
+            && !self.pulls.contains_key(&self.shared.node_id)
+        {
+            // The pull of our own origin was abandoned: the next heads reply starts over.
+            self.recovery.on_pull_end(false);
+        }
         self.partial.expire(now);
         self.strikes.expire(now);
         let expired: Vec<PeerId> = self

@@ -14,6 +14,7 @@ use crate::log::{self, PageLimit};
 use crate::protocol::attest;
 use crate::protocol::catchup::{self, Need};
 use crate::protocol::heads::{PULLS_PER_PEER, PageFault, PullProgress, bounded_heads};
+use crate::protocol::recovery::{State as RecoveryState, Step};
 use crate::protocol::strikes::Offense;
 use crate::protocol::{
     Attestation, Cursor, Request, RequestV1, Response, ResponseV1, SyncOperation,
@@ -100,7 +101,30 @@ impl Driver {
                 return;
             }
         };
-        let mut needs = catchup::needs(&ours, &heads, self.shared.node_id);
+        let me = self.shared.node_id;
+        let head = ours.get(&me).copied().unwrap_or(0);
+        match self.recovery.on_heads(&heads, head) {
+            Step::Nothing => {}
+            Step::Confirm => tracing::debug!(%peer, head, "this node's numbering is confirmed"),
+            Step::Pull { after, through } => {
+                tracing::warn!(
+                    %peer, after, through,
+                    "a peer holds transactions of this node that its database lost \
+                     (power cut, or restored from a backup): taking them back, then \
+                     issuing this node's transactions since again under new numbers"
+                );
+                self.start_pull(
+                    peer,
+                    Need {
+                        origin: me,
+                        after,
+                        through,
+                    },
+                )
+                .await;
+            }
+        }
+        let mut needs = catchup::needs(&ours, &heads, me);
         // The peer's own transactions first: it attests them best.
         let its_own = node_of(&peer);
         needs.sort_by_key(|need| need.origin != its_own);
@@ -224,9 +248,14 @@ impl Driver {
             .await;
         }
         // The page's transactions commit together: one database transaction per page.
-        if !sets.is_empty()
-            && let Err(err) = crate::apply::apply_remote_batch(&self.shared, sets).await
-        {
+        let applied = if origin == self.shared.node_id {
+            crate::apply::apply_recovered_batch(&self.shared, sets).await
+        } else if sets.is_empty() {
+            Ok(0)
+        } else {
+            crate::apply::apply_remote_batch(&self.shared, sets).await
+        };
+        if let Err(err) = applied {
             tracing::warn!(%origin, %peer, %err, "catch-up stopped: a page could not be applied");
             self.pulls.remove(&origin);
             self.rejected_change_set(peer, &err).await;
@@ -236,6 +265,36 @@ impl Driver {
             && let Some(pull) = self.pulls.remove(&origin)
         {
             tracing::debug!(%peer, %origin, through = pull.progress.through, "caught up");
+            if origin == self.shared.node_id {
+                self.finish_recovery().await;
+            }
+        }
+    }
+
+    /// Our lost transactions are back: issue ours of the contested range again, above
+    /// every number any peer can hold, and publish from there.
+    async fn finish_recovery(&mut self) {
+        let RecoveryState::Recovering { floor, through } = self.recovery.state() else {
+            return;
+        };
+        let me = self.shared.node_id;
+        match log::reissue(&self.shared.engine_conn, me, floor, through).await {
+            Ok(head) => {
+                self.recovery.on_pull_end(true);
+                if let Some(feed) = self.outbox.as_mut() {
+                    feed.restart_after(head);
+                }
+                tracing::warn!(
+                    floor,
+                    through,
+                    head,
+                    "this node's transactions since its lost ones are issued again; peers pull them"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(%err, "issuing this node's transactions again failed; trying again");
+                self.recovery.on_pull_end(false);
+            }
         }
     }
 
@@ -244,8 +303,16 @@ impl Driver {
     /// Our heads, with our signed statement and the ones we relay.
     async fn heads_reply(&self) -> Result<Response, sea_orm::DbErr> {
         let conn = &self.shared.engine_conn;
-        let heads = log::heads(conn).await?;
+        let mut heads = log::heads(conn).await?;
         let me = self.shared.node_id;
+        if let Some(floor) = self.recovery.held_back_above() {
+            // Numbers above the floor are unconfirmed: not ours to announce yet.
+            for (origin, seq) in &mut heads {
+                if *origin == me {
+                    *seq = (*seq).min(floor);
+                }
+            }
+        }
         let issued = heads.iter().find(|(o, _)| *o == me).map_or(0, |(_, s)| *s);
         let live = self.last_with_entries(issued).await?;
         let mut attestations: Vec<Attestation> =
@@ -281,6 +348,10 @@ impl Driver {
                 let limit = PageLimit {
                     entries: self.config.page_entries,
                     bytes: self.config.page_bytes,
+                };
+                let through = match self.recovery.held_back_above() {
+                    Some(floor) if origin == self.shared.node_id => through.min(floor),
+                    _ => through,
                 };
                 log::page(conn, origin, after, through, cursor.as_ref(), limit)
                     .await

@@ -119,23 +119,6 @@ async fn meta_set(conn: &impl ConnectionTrait, key: &str, value: Vec<u8>) -> Res
         .map(drop)
 }
 
-/// This node's libp2p identity, created and persisted on first use, so the node keeps
-/// its peer id (and with it its node id) across restarts.
-pub(crate) async fn keypair(
-    conn: &impl ConnectionTrait,
-) -> Result<libp2p::identity::Keypair, DbErr> {
-    if let Some(bytes) = meta_get(conn, "keypair").await? {
-        return libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
-            .map_err(|_| corrupt("keypair"));
-    }
-    let keypair = libp2p::identity::Keypair::generate_ed25519();
-    let bytes = keypair
-        .to_protobuf_encoding()
-        .map_err(|e| DbErr::Custom(format!("encoding the node keypair: {e}")))?;
-    meta_set(conn, "keypair", bytes).await?;
-    Ok(keypair)
-}
-
 /// The last persisted clock reading.
 pub(crate) async fn load_clock(conn: &impl ConnectionTrait) -> Result<Option<Hlc>, DbErr> {
     meta_get(conn, "hlc")
@@ -426,11 +409,15 @@ pub(crate) async fn versions_of_rows(
     Ok(versions)
 }
 
+mod identity;
 mod page;
+mod renumber;
 mod tables;
 mod verify;
 
+pub(crate) use identity::keypair;
 pub(crate) use page::{PageLimit, last_seq_with_entries, page};
+pub(crate) use renumber::{Repeat, reissue, repeat_statements};
 pub(crate) use tables::{record_table_keys, table_keys, unknown_table_statement};
 pub use verify::LogReport;
 pub(crate) use verify::verify;

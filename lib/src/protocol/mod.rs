@@ -67,6 +67,7 @@ pub(crate) mod catchup;
 pub(crate) mod codec;
 pub(crate) mod heads;
 pub(crate) mod parts;
+pub(crate) mod recovery;
 pub(crate) mod strikes;
 
 /// The gossipsub message of the live path. The enum is the version: a peer that does not

@@ -41,8 +41,9 @@ async fn has(peer: &TestPeer, count: usize) -> bool {
     peer.tasks().await.len() == count
 }
 
-#[test]
-fn transactions_a_node_lost_come_back_and_its_new_ones_reach_every_peer() {
+/// A's last three commits are lost after B and C got them; A then writes two more (as
+/// numbers 8 and 9 again), online at once or first offline and restarted.
+fn lost_commits(write_offline_first: bool) {
     smol::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let (a_path, b_path, c_path) = (
@@ -108,6 +109,16 @@ fn transactions_a_node_lost_come_back_and_its_new_ones_reach_every_peer() {
             "a write after the recovery reaches every peer"
         );
     });
+}
+
+#[test]
+fn transactions_a_node_lost_come_back_and_its_new_ones_reach_every_peer() {
+    lost_commits(false);
+}
+
+#[test]
+fn transactions_written_offline_after_a_loss_are_not_taken_for_confirmed() {
+    lost_commits(true);
 }
 
 #[test]

@@ -154,7 +154,8 @@ pub(crate) async fn autocommit_write(
     let origin = shared.node_id;
     let entries = local_entries(origin, &operations);
     let clock_bound = shared.clock_bound_to_persist();
-    let (mut sql, values) = log::local_commit_statements(origin, &entries, clock_bound);
+    let confirmed = shared.outbox.numbering_confirmed();
+    let (mut sql, values) = log::local_commit_statements(origin, &entries, clock_bound, confirmed);
     sql.push_str(";\nCOMMIT");
     let seq = match conn.run(&sql, Values(values)).await {
         Ok((bookkeeping, _)) => bookkeeping.first().map(log::local_seq),

@@ -49,6 +49,9 @@ pub(crate) struct Outbox {
     signal: Arc<Signal>,
     /// The highest sequence number this process committed (or found at start).
     committed: AtomicU64,
+    /// Whether the engine confirmed this node's numbering (`protocol::recovery`): then
+    /// each commit records its number as confirmed.
+    confirmed: Arc<AtomicBool>,
 }
 
 impl Outbox {
@@ -58,11 +61,17 @@ impl Outbox {
             receiver: Mutex::new(None),
             signal: Arc::default(),
             committed: AtomicU64::new(committed),
+            confirmed: Arc::default(),
         }
     }
 
     fn set(&self, receiver: Receiver) {
         *self.receiver.lock().unwrap_or_else(PoisonError::into_inner) = Some(receiver);
+    }
+
+    /// Whether the engine confirmed this node's numbering its alone.
+    pub(crate) fn numbering_confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Acquire)
     }
 
     /// Opens the engine's feed; replaces (closes) any earlier receiver.
@@ -78,6 +87,7 @@ impl Outbox {
             ready: VecDeque::new(),
             arrived: None,
             floor: committed,
+            confirmed: Arc::clone(&self.confirmed),
         }
     }
 
@@ -132,12 +142,18 @@ pub(crate) struct EngineFeed {
     arrived: Option<ChangeSet>,
     /// This node's head when the feed opened.
     floor: u64,
+    confirmed: Arc<AtomicBool>,
 }
 
 impl EngineFeed {
     /// This node's head when the feed opened: what it had committed before this run.
     pub(crate) fn floor(&self) -> u64 {
         self.floor
+    }
+
+    /// Tells the writers that this node's numbering is confirmed (or no longer is).
+    pub(crate) fn set_confirmed(&self, confirmed: bool) {
+        self.confirmed.store(confirmed, Ordering::Release);
     }
 
     /// Forgets every change set numbered up to `head`: this node's transactions were

@@ -428,7 +428,8 @@ pub(crate) async fn commit_outermost(
     let origin = shared.node_id;
     let entries = local_entries(origin, &operations);
     let clock_bound = shared.clock_bound_to_persist();
-    let seq = log::record_local_commit(&txn, origin, &entries, clock_bound).await?;
+    let confirmed = shared.outbox.numbering_confirmed();
+    let seq = log::record_local_commit(&txn, origin, &entries, clock_bound, confirmed).await?;
     txn.commit().await?;
     after_commit(shared, clock_bound, seq, operations).await;
     Ok(())

@@ -103,3 +103,48 @@ on_both_executors! {
         assert!(t.db.verify_log().await.unwrap().is_consistent());
     }
 }
+
+on_both_executors! {
+    async fn insert_or_replace_gives_a_synced_row_what_sqlite_gives_a_plain_one() {
+        let t = TestDb::new().await;
+        t.take_change_sets();
+        t.db.execute_unprepared(
+            "CREATE TABLE twin (id TEXT PRIMARY KEY NOT NULL, title TEXT NOT NULL, \
+             completed INTEGER NOT NULL, note TEXT, weight REAL NOT NULL, data BLOB)",
+        )
+        .await
+        .unwrap();
+        for statement in [
+            "INSERT OR REPLACE INTO {} (id, title, completed, weight, note) VALUES ('a', 'one', 0, 1, 'kept?')",
+            // A replace gives every column the statement does not name its default.
+            "REPLACE INTO {} (id, title, completed, weight) VALUES ('a', 'two', 1, 2)",
+            "INSERT OR REPLACE INTO {} (id, title, completed, weight) VALUES ('b', 'three', 0, 3)",
+        ] {
+            for table in ["tasks", "twin"] {
+                t.db.execute_unprepared(&statement.replace("{}", table))
+                    .await
+                    .unwrap_or_else(|e| panic!("{table}: {e}"));
+            }
+        }
+        let rows = |table: &str| {
+            format!("SELECT id || '|' || title || '|' || completed || '|' || ifnull(note, 'NULL') || '|' || weight FROM {table} ORDER BY id")
+        };
+        let read = |sql: String| {
+            let db = t.db.clone();
+            async move {
+                db.query_all_raw(Statement::from_string(DbBackend::Sqlite, sql))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.try_get_by_index::<String>(0).unwrap())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let synced = read(rows("tasks")).await;
+        assert_eq!(synced, read(rows("twin")).await);
+        assert_eq!(synced[0], "a|two|1|NULL|2.0");
+        assert_eq!(t.take_change_sets().len(), 3, "every replace is captured");
+        let report = t.db.verify_log().await.unwrap();
+        assert!(report.is_consistent(), "{:?}", report.problems);
+    }
+}

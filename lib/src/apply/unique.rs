@@ -247,7 +247,8 @@ pub(super) async fn commit_deletes(
         })
         .collect();
     let entries = crate::transaction::local_entries(origin, &operations);
-    let (sql, values) = log::local_commit_statements(origin, &entries, None);
+    let confirmed = shared.outbox.numbering_confirmed();
+    let (sql, values) = log::local_commit_statements(origin, &entries, None, confirmed);
     let row = conn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,

@@ -11,9 +11,11 @@
 //! cannot capture exactly it refuses, with the reason and the statement to write instead.
 //!
 //! Decisions:
-//! - `INSERT OR REPLACE` / `REPLACE INTO` / `UPDATE OR REPLACE` are refused: a replace may
-//!   silently delete other rows (on any unique index) that `RETURNING` does not report.
-//!   `on_conflict(..).update_columns(..)` (an upsert) is captured.
+//! - `INSERT OR REPLACE` / `REPLACE INTO` run as an upsert on the primary key that sets
+//!   every column (the values a replace gives the row), captured like any upsert; a
+//!   collision on another UNIQUE column is an error instead of a silent delete of the other
+//!   row, and the row's children stay (see `replace_as_upsert`). `UPDATE OR REPLACE` is
+//!   refused. `on_conflict(..).update_columns(..)` (an upsert) is captured.
 //! - An upsert's `DO UPDATE` branch is captured as a write of every synced column (we
 //!   cannot tell from `RETURNING` whether the row was inserted or updated), so it is
 //!   last-writer-wins for the whole row; a plain `UPDATE` is per column.
@@ -172,12 +174,14 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                 return Ok(Planned::PassThrough(Box::new(Statement::Insert(insert))));
             };
             if insert.replace_into || insert.or == Some(SqliteOnConflict::Replace) {
-                return Err(refuse(
-                    &table.name,
-                    "INSERT OR REPLACE may delete other rows that cannot be captured; use an \
-                     upsert instead (`on_conflict(..).update_columns(..)`, i.e. \
-                     `INSERT .. ON CONFLICT (..) DO UPDATE SET ..`)",
-                ));
+                if insert.on.is_some() {
+                    return Err(refuse(
+                        &table.name,
+                        "INSERT OR REPLACE with an ON CONFLICT clause is ambiguous; use \
+                         one of the two",
+                    ));
+                }
+                replace_as_upsert(&mut insert, &table);
             }
             match &insert.on {
                 None => {}
@@ -446,6 +450,43 @@ fn all_columns(table: &TableMeta) -> Vec<String> {
         .collect()
 }
 
+/// Rewrites `INSERT OR REPLACE` / `REPLACE INTO` as an upsert on the primary key that
+/// sets every column: the row gets the values a replace gives it (a column the statement
+/// does not name gets its default), and `RETURNING` reports it. What differs, on purpose:
+/// a collision on another UNIQUE column fails (a replace would silently delete the other
+/// row, which nothing could report), and the row is updated in place rather than deleted
+/// and inserted again, so its children (foreign keys) stay.
+fn replace_as_upsert(insert: &mut sqlparser::ast::Insert, table: &TableMeta) {
+    use sqlparser::ast::{ConflictTarget, DoUpdate, OnConflict};
+    insert.replace_into = false;
+    insert.or = None;
+    let quoted = |name: &str| Ident::with_quote('"', name);
+    let assignments: Vec<Assignment> = table
+        .columns
+        .iter()
+        .filter(|column| !table.primary_key.contains(&column.name))
+        .map(|column| Assignment {
+            target: AssignmentTarget::ColumnName(ObjectName::from(vec![quoted(&column.name)])),
+            value: Expr::CompoundIdentifier(vec![Ident::new("excluded"), quoted(&column.name)]),
+        })
+        .collect();
+    let action = if assignments.is_empty() {
+        OnConflictAction::DoNothing
+    } else {
+        OnConflictAction::DoUpdate(DoUpdate {
+            assignments,
+            selection: None,
+        })
+    };
+    insert.on = Some(OnInsert::OnConflict(OnConflict {
+        conflict_target: Some(ConflictTarget::Columns {
+            columns: table.primary_key.iter().map(|k| quoted(k)).collect(),
+            predicate: None,
+        }),
+        action,
+    }));
+}
+
 fn append_returning(returning: &mut Option<Vec<SelectItem>>, columns: &[String]) {
     let items = returning.get_or_insert_with(Vec::new);
     for (index, column) in columns.iter().enumerate() {
@@ -470,123 +511,4 @@ fn synced_table_named(sql: &str, dialect: &dyn Dialect, registry: &Registry) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::schema::{ColumnMeta, ValueKind};
-
-    fn registry() -> Registry {
-        let mut registry = Registry::default();
-        let col = |name: &str| ColumnMeta {
-            name: name.into(),
-            kind: ValueKind::Text,
-            nullable: true,
-        };
-        registry.insert_synced(
-            TableMeta::new(
-                "tasks",
-                vec!["id".into()],
-                vec![col("id"), col("title"), col("done")],
-            )
-            .unwrap(),
-        );
-        registry.insert_local("drafts");
-        registry
-    }
-
-    fn plan(sql: &str) -> Result<Option<Capture>, Error> {
-        plan_statement(sql, DbBackend::Sqlite, &registry())
-    }
-
-    #[test]
-    fn reads_and_other_tables_pass_through() {
-        for sql in [
-            r#"SELECT * FROM "tasks" WHERE "title" = 'x'"#,
-            r#"INSERT INTO "drafts" ("id") VALUES (?)"#,
-            r#"UPDATE "other" SET "a" = 1"#,
-            r#"DELETE FROM "drafts""#,
-            r#"CREATE TABLE "x" ("id" TEXT PRIMARY KEY)"#,
-        ] {
-            assert!(plan(sql).unwrap().is_none(), "{sql}");
-        }
-    }
-
-    #[test]
-    fn insert_returns_every_synced_column_after_the_callers_items() {
-        let capture = plan(r#"INSERT INTO "tasks" ("id", "title") VALUES (?, ?) RETURNING "id""#)
-            .unwrap()
-            .unwrap();
-        assert_eq!(capture.kind, CaptureKind::Insert);
-        assert_eq!(capture.returned_columns, ["id", "title", "done"]);
-        assert!(
-            capture.sql.ends_with(
-                r#"RETURNING "id", "id" AS "__wavesync_0", "title" AS "__wavesync_1", "done" AS "__wavesync_2""#
-            ),
-            "{}",
-            capture.sql
-        );
-    }
-
-    #[test]
-    fn update_returns_key_and_assigned_columns_only() {
-        let capture =
-            plan(r#"UPDATE "tasks" SET "done" = ?, "extra" = 1 WHERE "title" LIKE '%, where %'"#)
-                .unwrap()
-                .unwrap();
-        assert_eq!(capture.kind, CaptureKind::Update);
-        assert_eq!(capture.returned_columns, ["id", "done"]);
-        assert!(capture.sql.contains("'%, where %'"));
-    }
-
-    #[test]
-    fn refusals_say_why() {
-        for (sql, why) in [
-            (
-                r#"INSERT OR REPLACE INTO "tasks" ("id") VALUES (?)"#,
-                "REPLACE",
-            ),
-            (r#"REPLACE INTO "tasks" ("id") VALUES (?)"#, "REPLACE"),
-            (r#"UPDATE "tasks" SET "id" = ?"#, "primary key"),
-            (
-                r#"INSERT INTO "tasks" ("id") VALUES (?) ON CONFLICT ("id") DO UPDATE SET "id" = 'x'"#,
-                "primary key",
-            ),
-            (
-                r#"WITH c AS (SELECT 1) UPDATE "tasks" SET "title" = 'a'"#,
-                "WITH",
-            ),
-            (
-                r#"DELETE FROM "tasks"; DELETE FROM "other""#,
-                "several statements",
-            ),
-            (r#"FROBNICATE "tasks" NOW"#, "could not be parsed"),
-        ] {
-            let err = plan(sql).unwrap_err().to_string();
-            assert!(err.contains(why) && err.contains("tasks"), "{sql}: {err}");
-        }
-    }
-
-    #[test]
-    fn unparsable_sql_about_other_tables_passes_through() {
-        assert!(plan("FROBNICATE other NOW").unwrap().is_none());
-    }
-
-    #[test]
-    fn scripts_split_into_steps() {
-        let steps = plan_script(
-            r#"CREATE TABLE a (x); INSERT INTO tasks (id, title) VALUES ('1', 'it''s; a ''test'''); SELECT 1"#,
-            DbBackend::Sqlite,
-            &registry(),
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(steps.len(), 3);
-        let Step::Capture(capture) = &steps[1] else {
-            panic!("not captured")
-        };
-        assert!(
-            capture.sql.contains("'it''s; a ''test'''"),
-            "{}",
-            capture.sql
-        );
-    }
-}
+mod tests;

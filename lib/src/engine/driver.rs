@@ -142,6 +142,15 @@ impl Driver {
     }
 
     pub(crate) async fn run(mut self) {
+        // Numbers confirmed by an earlier run; those after it wait for a peer's word.
+        match log::confirmed(&self.shared.engine_conn).await {
+            Ok(Some(confirmed)) => {
+                let floor = self.outbox.as_ref().map_or(confirmed, |feed| feed.floor());
+                self.recovery = Recovery::new(self.shared.node_id, confirmed.min(floor));
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(%err, "reading this node's confirmed numbering"),
+        }
         let mut tick = tokio::time::interval(self.config.heads_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -409,11 +418,13 @@ impl Driver {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
-        if matches!(self.recovery.state(), RecoveryState::Recovering { .. })
+        if self.recovery.state() == RecoveryState::Recovering
             && !self.pulls.contains_key(&self.shared.node_id)
         {
-            // The pull of our own origin was abandoned: the next heads reply starts over.
-            self.recovery.on_pull_end(false);
+            // The pull of our own origin was abandoned: the next heads reply starts over
+            // (or, after too many, our numbers are issued again without the lost ones).
+            let step = self.recovery.on_pull_end(false);
+            self.recovery_step(None, step).await;
         }
         self.partial.expire(now);
         self.strikes.expire(now);

@@ -14,7 +14,7 @@ use crate::log::{self, PageLimit};
 use crate::protocol::attest;
 use crate::protocol::catchup::{self, Need};
 use crate::protocol::heads::{PULLS_PER_PEER, PageFault, PullProgress, bounded_heads};
-use crate::protocol::recovery::{State as RecoveryState, Step};
+use crate::protocol::recovery::Step;
 use crate::protocol::strikes::Offense;
 use crate::protocol::{
     Attestation, Cursor, Request, RequestV1, Response, ResponseV1, SyncOperation,
@@ -78,11 +78,12 @@ impl Driver {
     /// names, verifying at most [`MAX_VERIFIED_PER_REPLY`] of them.
     fn take_attestations(&mut self, heads: &[(NodeId, u64)], attestations: Vec<Attestation>) {
         let named: HashMap<NodeId, u64> = heads.iter().copied().collect();
-        let me = self.shared.node_id;
         let news: Vec<Attestation> = attestations
             .into_iter()
             .filter(|a| {
-                named.contains_key(&a.origin) && a.origin != me && self.attested.says_more(a)
+                // Our own statements too: one of an earlier life proves numbers it issued
+                // that this database lost (`protocol::recovery`).
+                named.contains_key(&a.origin) && self.attested.says_more(a)
             })
             .take(MAX_VERIFIED_PER_REPLY)
             .collect();
@@ -103,27 +104,9 @@ impl Driver {
         };
         let me = self.shared.node_id;
         let head = ours.get(&me).copied().unwrap_or(0);
-        match self.recovery.on_heads(&heads, head) {
-            Step::Nothing => {}
-            Step::Confirm => tracing::debug!(%peer, head, "this node's numbering is confirmed"),
-            Step::Pull { after, through } => {
-                tracing::warn!(
-                    %peer, after, through,
-                    "a peer holds transactions of this node that its database lost \
-                     (power cut, or restored from a backup): taking them back, then \
-                     issuing this node's transactions since again under new numbers"
-                );
-                self.start_pull(
-                    peer,
-                    Need {
-                        origin: me,
-                        after,
-                        through,
-                    },
-                )
-                .await;
-            }
-        }
+        let signed = self.attested.statement(me).map_or(0, |(seq, _)| seq);
+        let step = self.recovery.on_heads(&heads, head, signed);
+        self.recovery_step(Some(peer), step).await;
         let mut needs = catchup::needs(&ours, &heads, me);
         // The peer's own transactions first: it attests them best.
         let its_own = node_of(&peer);
@@ -266,35 +249,76 @@ impl Driver {
         {
             tracing::debug!(%peer, %origin, through = pull.progress.through, "caught up");
             if origin == self.shared.node_id {
-                self.finish_recovery().await;
+                let step = self.recovery.on_pull_end(true);
+                self.recovery_step(None, step).await;
             }
         }
     }
 
-    /// Our lost transactions are back: issue ours of the contested range again, above
-    /// every number any peer can hold, and publish from there.
-    async fn finish_recovery(&mut self) {
-        let RecoveryState::Recovering { floor, through } = self.recovery.state() else {
-            return;
-        };
+    /// Carries out a step of `protocol::recovery`; `peer` is the one whose heads reply
+    /// led to it.
+    pub(super) async fn recovery_step(&mut self, peer: Option<PeerId>, step: Step) {
         let me = self.shared.node_id;
-        match log::reissue(&self.shared.engine_conn, me, floor, through).await {
-            Ok(head) => {
-                self.recovery.on_pull_end(true);
-                if let Some(feed) = self.outbox.as_mut() {
-                    feed.restart_after(head);
+        let conn = &self.shared.engine_conn;
+        match step {
+            Step::Nothing => {}
+            Step::Confirm => {
+                let head = log::head(conn, me).await;
+                if let Err(err) = match head {
+                    Ok(head) => log::set_confirmed(conn, head).await,
+                    Err(err) => Err(err),
+                } {
+                    tracing::warn!(%err, "recording this node's numbering as confirmed");
                 }
+                if let Some(feed) = &self.outbox {
+                    feed.set_confirmed(true);
+                }
+                tracing::debug!("this node's numbering is confirmed");
+            }
+            Step::Pull { after, through } => {
                 tracing::warn!(
-                    floor,
+                    ?peer,
+                    after,
                     through,
-                    head,
-                    "this node's transactions since its lost ones are issued again; peers pull them"
+                    "a peer holds transactions of this node that its database lost \
+                     (power cut, or restored from a backup): taking them back, then \
+                     issuing this node's transactions since again under new numbers"
                 );
+                match peer {
+                    Some(peer) => {
+                        let need = Need {
+                            origin: me,
+                            after,
+                            through,
+                        };
+                        self.start_pull(peer, need).await;
+                    }
+                    None => {
+                        let step = self.recovery.on_pull_end(false);
+                        Box::pin(self.recovery_step(None, step)).await;
+                    }
+                }
             }
-            Err(err) => {
-                tracing::warn!(%err, "issuing this node's transactions again failed; trying again");
-                self.recovery.on_pull_end(false);
-            }
+            Step::Reissue { floor, top } => match log::reissue(conn, me, floor, top).await {
+                Ok(head) => {
+                    self.recovery.on_reissued(true);
+                    if let Some(feed) = self.outbox.as_mut() {
+                        feed.restart_after(head);
+                        feed.set_confirmed(true);
+                    }
+                    tracing::warn!(
+                        floor,
+                        top,
+                        head,
+                        "this node's transactions since its lost ones are issued again \
+                         under new numbers; peers pull them"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "issuing this node's transactions again failed; trying again");
+                    self.recovery.on_reissued(false);
+                }
+            },
         }
     }
 

@@ -9,6 +9,11 @@
 //! writes anything. The transactions of the old identity stay in the log and reach peers
 //! as any origin's do; the node pulls that origin's later ones like any other.
 //!
+//! What it cannot see: a copy that keeps the inode and creation time (a block-level copy of
+//! a whole disk or VM image), a copy made before this check existed (both copies record
+//! their file on first open), and systems other than Unix, where there is no check. The
+//! old keypair is not kept: nobody signs heads statements for the old identity again.
+//!
 //! Glue: it runs on the connection it is handed and reads the file's metadata; it never
 //! touches a user table.
 
@@ -32,13 +37,20 @@ async fn file_fingerprint(conn: &impl ConnectionTrait) -> Result<Option<Vec<u8>>
         .and_then(|file| fingerprint_of(std::path::Path::new(&file))))
 }
 
+/// The inode number and, where the file system keeps it, the creation time: both stay
+/// with the file through restarts, renames, remounts and reboots, and a copy gets new
+/// ones. (The device number does not: some file systems hand it out at mount time.)
 #[cfg(unix)]
 fn fingerprint_of(path: &std::path::Path) -> Option<Vec<u8>> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
-    let mut bytes = Vec::with_capacity(16);
-    bytes.extend_from_slice(&metadata.dev().to_be_bytes());
+    let mut bytes = Vec::with_capacity(24);
     bytes.extend_from_slice(&metadata.ino().to_be_bytes());
+    if let Ok(created) = metadata.created()
+        && let Ok(since) = created.duration_since(std::time::UNIX_EPOCH)
+    {
+        bytes.extend_from_slice(&since.as_nanos().to_be_bytes());
+    }
     Some(bytes)
 }
 
@@ -76,6 +88,7 @@ pub(crate) async fn keypair(conn: &impl ConnectionTrait) -> Result<Keypair, DbEr
                 );
                 meta_set(conn, "keypair", bytes).await?;
                 meta_set(conn, "file", now.clone()).await?;
+                super::set_confirmed(conn, 0).await?;
                 return Ok(renewed);
             }
             (Some(now), None) => meta_set(conn, "file", now.clone()).await?,
@@ -85,6 +98,9 @@ pub(crate) async fn keypair(conn: &impl ConnectionTrait) -> Result<Keypair, DbEr
     }
     let (keypair, bytes) = new_keypair("encoding the node keypair")?;
     meta_set(conn, "keypair", bytes).await?;
+    // A new node has issued nothing: every number it issues waits for a peer's word
+    // until the engine confirms (`protocol::recovery`), even numbers issued offline.
+    super::set_confirmed(conn, 0).await?;
     if let Some(now) = fingerprint {
         meta_set(conn, "file", now).await?;
     }

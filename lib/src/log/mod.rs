@@ -119,6 +119,34 @@ async fn meta_set(conn: &impl ConnectionTrait, key: &str, value: Vec<u8>) -> Res
         .map(drop)
 }
 
+/// Records an origin's head as this node's confirmed number (an integer value).
+const CONFIRM_HEAD: &str = "INSERT INTO _wavesync_meta (key, value) \
+    SELECT 'confirmed', seq FROM _wavesync_heads WHERE origin = ? \
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/// Up to which number this node's own transactions were confirmed its alone
+/// (`protocol::recovery`); `None` for a database from before the record existed.
+pub(crate) async fn confirmed(conn: &impl ConnectionTrait) -> Result<Option<u64>, DbErr> {
+    let row = conn
+        .query_one_raw(stmt(
+            "SELECT value FROM _wavesync_meta WHERE key = 'confirmed'",
+            vec![],
+        ))
+        .await?;
+    row.map(|row| match read_cell(&row, 0)? {
+        CellValue::Integer(seq) => u64::try_from(seq).map_err(|_| corrupt("confirmed")),
+        _ => Err(corrupt("confirmed")),
+    })
+    .transpose()
+}
+
+/// Records that this node's own transactions up to `seq` are confirmed its alone.
+pub(crate) async fn set_confirmed(conn: &impl ConnectionTrait, seq: u64) -> Result<(), DbErr> {
+    conn.execute_raw(stmt(META_SET, vec!["confirmed".into(), seq_value(seq)]))
+        .await
+        .map(drop)
+}
+
 /// The last persisted clock reading.
 pub(crate) async fn load_clock(conn: &impl ConnectionTrait) -> Result<Option<Hlc>, DbErr> {
     meta_get(conn, "hlc")
@@ -243,8 +271,9 @@ pub(crate) async fn record_local_commit(
     origin: NodeId,
     entries: &[LogEntry],
     clock_bound: Option<Hlc>,
+    confirmed: bool,
 ) -> Result<u64, DbErr> {
-    let (sql, values) = local_commit_statements(origin, entries, clock_bound);
+    let (sql, values) = local_commit_statements(origin, entries, clock_bound, confirmed);
     let row = conn
         .query_all_raw(stmt(&sql, values))
         .await?
@@ -256,11 +285,14 @@ pub(crate) async fn record_local_commit(
 
 /// The statements of [`record_local_commit`], as one text: several statements in one,
 /// which SQLite runs in order, each binding its own share of the parameters; only the
-/// first returns a row, the sequence number (read it with [`local_seq`]).
+/// first returns a row, the sequence number (read it with [`local_seq`]). With
+/// `confirmed` (this node's numbering is confirmed its alone, `protocol::recovery`), the
+/// number is recorded as confirmed in the same transaction.
 pub(crate) fn local_commit_statements(
     origin: NodeId,
     entries: &[LogEntry],
     clock_bound: Option<Hlc>,
+    confirmed: bool,
 ) -> (String, Vec<Value>) {
     let mut sql = String::from(
         "INSERT INTO _wavesync_heads (origin, seq) VALUES (?, 1) \
@@ -277,6 +309,11 @@ pub(crate) fn local_commit_statements(
         sql.push_str(";\n");
         sql.push_str(&statement);
         values.extend(statement_values);
+    }
+    if confirmed {
+        sql.push_str(";\n");
+        sql.push_str(CONFIRM_HEAD);
+        values.push(origin.0.to_vec().into());
     }
     (sql, values)
 }

@@ -13,14 +13,14 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 
-/// Files every entry of `origin` numbered in `(floor, through]` under a new number above
-/// both the origin's head and `through` (see [`reissue_plan`]), in one IMMEDIATE
+/// Files every entry of `origin` numbered in `(floor, max(head, top)]` under a new number
+/// above both the origin's head and `top` (see [`reissue_plan`]), in one IMMEDIATE
 /// transaction, and moves the head past them. Returns the new head.
 pub(crate) async fn reissue(
     conn: &DatabaseConnection,
     origin: NodeId,
     floor: u64,
-    through: u64,
+    top: u64,
 ) -> Result<u64, DbErr> {
     let txn = conn
         .begin_with_options(TransactionOptions {
@@ -29,18 +29,19 @@ pub(crate) async fn reissue(
         })
         .await?;
     let head = super::head(&txn, origin).await?;
-    let (shift, new_head) = reissue_plan(floor, through, head);
+    let (shift, new_head) = reissue_plan(floor, top, head);
     txn.execute_raw(stmt(
         "UPDATE _wavesync_log SET seq = seq + ? WHERE origin = ? AND seq > ? AND seq <= ?",
         vec![
             seq_value(shift),
             origin.0.to_vec().into(),
             seq_value(floor),
-            seq_value(through),
+            seq_value(head.max(top)),
         ],
     ))
     .await?;
     super::set_head(&txn, origin, new_head).await?;
+    super::set_confirmed(&txn, new_head).await?;
     txn.commit().await?;
     Ok(new_head)
 }

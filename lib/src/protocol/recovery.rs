@@ -39,48 +39,59 @@
 
 use crate::clock::NodeId;
 
-/// The most numbers recovered (and then issued again) for one claim.
+/// The most numbers one peer's unsigned claim may make this node pull and step over.
 pub(crate) const MAX_RECOVER: u64 = 10_000;
-/// Failed recovery pulls after which the node confirms anyway: a peer that claims our
-/// numbers and never serves them must not keep our writes from the group for good.
+/// Failed recovery pulls after which the node stops pulling and issues its numbers again
+/// anyway: a peer that claims our numbers and never serves them must not keep our writes
+/// from the group. The lost writes then stay with the peers that hold them.
 pub(crate) const MAX_FAILED_PULLS: u32 = 3;
 
 /// What the node knows about its own numbering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
-    /// Numbers above `floor` may collide with an earlier life's: hold them back.
-    Unconfirmed { floor: u64 },
-    /// Pulling our own origin over `(floor, through]` from a peer that holds it.
-    Recovering { floor: u64, through: u64 },
+    /// Numbers above the floor may collide with an earlier life's: hold them back.
+    Unconfirmed,
+    /// Pulling our own origin back from a peer.
+    Recovering,
     /// Every number we issue is ours alone.
     Confirmed,
 }
 
-/// What the driver should do after a heads claim.
+/// What the driver should do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Nothing changes.
     Nothing,
     /// Our numbering is confirmed: publish and serve everything from now on.
     Confirm,
-    /// Pull our own origin over `(after, through]` from the peer that claimed it.
+    /// Pull our own origin over `(after, through]` from the peer that claimed it; then
+    /// [`Recovery::on_pull_end`].
     Pull { after: u64, through: u64 },
+    /// Move every entry of ours numbered in `(floor, top]` above `max(head, top)`
+    /// (`log::reissue`), then confirm.
+    Reissue { floor: u64, top: u64 },
 }
 
 /// The recovery state of this node's numbering.
 #[derive(Debug)]
 pub(crate) struct Recovery {
     me: NodeId,
+    /// Numbers up to here were confirmed by an earlier run (persisted).
+    floor: u64,
     state: State,
+    /// The highest number of ours proven issued by an earlier life.
+    proven: u64,
     failed: u32,
 }
 
 impl Recovery {
-    /// A node that opened its database with its own head at `floor`.
+    /// A node whose numbers were confirmed up to `floor` when it started.
     pub(crate) fn new(me: NodeId, floor: u64) -> Recovery {
         Recovery {
             me,
-            state: State::Unconfirmed { floor },
+            floor,
+            state: State::Unconfirmed,
+            proven: floor,
             failed: 0,
         }
     }
@@ -89,170 +100,98 @@ impl Recovery {
         self.state
     }
 
-    /// Whether this node's own transactions above `floor` must not be published or
+    /// Whether this node's own transactions above the floor must not be published or
     /// served yet; `Some(floor)` if so.
     pub(crate) fn held_back_above(&self) -> Option<u64> {
-        match self.state {
-            State::Unconfirmed { floor } | State::Recovering { floor, .. } => Some(floor),
-            State::Confirmed => None,
-        }
+        (self.state != State::Confirmed).then_some(self.floor)
     }
 
-    /// A group peer's heads reply, holding our current `head`.
-    pub(crate) fn on_heads(&mut self, heads: &[(NodeId, u64)], head: u64) -> Step {
+    /// A group peer's heads reply, with our current `head` and the highest number an
+    /// earlier life of ours *signed* it had issued, relayed by peers (`signed`, 0 if
+    /// none): a signature cannot be forged, a claim can (it moves us at most
+    /// [`MAX_RECOVER`] numbers).
+    pub(crate) fn on_heads(&mut self, heads: &[(NodeId, u64)], head: u64, signed: u64) -> Step {
         let claim = heads
             .iter()
             .find(|(origin, _)| *origin == self.me)
             .map_or(0, |(_, seq)| *seq);
+        // What this life has announced: nothing above the floor until confirmed.
+        let announced = match self.state {
+            State::Recovering => return Step::Nothing,
+            State::Unconfirmed => self.floor,
+            State::Confirmed => head,
+        };
+        let bounded = claim.min(self.floor.saturating_add(MAX_RECOVER));
+        if claim > announced || signed > announced {
+            self.proven = self.proven.max(bounded).max(signed);
+        }
+        if claim > announced {
+            // This peer holds numbers of an earlier life: take them back from it. Always
+            // from the floor: what an earlier recovery moved is moved again, above all.
+            self.state = State::Recovering;
+            return Step::Pull {
+                after: self.floor,
+                through: bounded.max(self.floor + 1),
+            };
+        }
+        if self.proven > announced {
+            // Proven (signed, or by a peer whose pull failed) but not held by this peer.
+            return self.reissue();
+        }
         match self.state {
-            State::Recovering { .. } => Step::Nothing,
-            State::Unconfirmed { floor } if claim <= floor => {
+            State::Unconfirmed => {
                 self.state = State::Confirmed;
                 Step::Confirm
             }
-            State::Unconfirmed { floor } => self.recover(floor, claim),
-            State::Confirmed if claim > head => self.recover(head, claim),
-            State::Confirmed => Step::Nothing,
+            _ => Step::Nothing,
         }
     }
 
-    fn recover(&mut self, floor: u64, claim: u64) -> Step {
-        let through = claim.min(floor.saturating_add(MAX_RECOVER));
-        self.state = State::Recovering { floor, through };
-        Step::Pull {
-            after: floor,
-            through,
+    fn reissue(&mut self) -> Step {
+        self.state = State::Recovering;
+        self.failed = 0;
+        Step::Reissue {
+            floor: self.floor,
+            top: self.proven,
         }
     }
 
-    /// The pull of our own origin ended. If it completed, the numbers to issue again are
-    /// `(floor, through]` and the state is confirmed; if it failed, the next heads reply
-    /// tries again, up to [`MAX_FAILED_PULLS`] times, and then the node confirms (a claim
-    /// past its head later starts over).
-    pub(crate) fn on_pull_end(&mut self, completed: bool) -> Option<(u64, u64)> {
-        let State::Recovering { floor, through } = self.state else {
-            return None;
-        };
+    /// The pull of our own origin ended. Completed: issue ours again. Failed: the next
+    /// heads reply tries again, up to [`MAX_FAILED_PULLS`] times; then issue ours again
+    /// without the lost ones.
+    pub(crate) fn on_pull_end(&mut self, completed: bool) -> Step {
+        if self.state != State::Recovering {
+            return Step::Nothing;
+        }
         if completed {
-            self.state = State::Confirmed;
-            self.failed = 0;
-            Some((floor, through))
-        } else {
-            self.failed += 1;
-            self.state = if self.failed >= MAX_FAILED_PULLS {
-                State::Confirmed
-            } else {
-                State::Unconfirmed { floor }
-            };
-            None
+            return self.reissue();
         }
+        self.failed += 1;
+        if self.failed >= MAX_FAILED_PULLS {
+            return self.reissue();
+        }
+        self.state = State::Unconfirmed;
+        Step::Nothing
+    }
+
+    /// The reissue ran (`ok`), or failed and must be tried again on the next reply.
+    pub(crate) fn on_reissued(&mut self, ok: bool) {
+        self.state = if ok {
+            State::Confirmed
+        } else {
+            State::Unconfirmed
+        };
     }
 }
 
-/// Where entries numbered `(floor, through]` go when issued again, with this node's head
-/// at `head`: they move up by `shift`, and the head becomes `new_head`. The new numbers
-/// lie above both `head` and `through`, and no number of `(through, head]` moves.
-pub(crate) fn reissue_plan(floor: u64, through: u64, head: u64) -> (u64, u64) {
-    let top = head.max(through);
-    let shift = top - floor;
-    (shift, top + (through - floor))
+/// Where entries numbered `(floor, top]` go when issued again, with this node's head at
+/// `head`: they move up by `shift` to lie above both `head` and `top`, and the head becomes
+/// `new_head`.
+pub(crate) fn reissue_plan(floor: u64, top: u64, head: u64) -> (u64, u64) {
+    let top = head.max(top);
+    let shift = top - floor.min(top);
+    (shift, top + shift)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ME: NodeId = NodeId([7; 16]);
-    const OTHER: NodeId = NodeId([8; 16]);
-
-    #[test]
-    fn a_claim_at_most_the_floor_confirms() {
-        let mut recovery = Recovery::new(ME, 5);
-        assert_eq!(recovery.held_back_above(), Some(5));
-        assert_eq!(recovery.on_heads(&[(OTHER, 90)], 9), Step::Confirm);
-        assert_eq!(recovery.held_back_above(), None);
-        // Our own numbers coming back from peers say nothing new.
-        assert_eq!(recovery.on_heads(&[(ME, 9)], 9), Step::Nothing);
-    }
-
-    #[test]
-    fn a_claim_above_the_floor_recovers_then_confirms() {
-        let mut recovery = Recovery::new(ME, 7);
-        // We wrote two transactions since start (head 9); the peer holds 10 of an
-        // earlier life: whatever our head, the claim is above the floor.
-        assert_eq!(
-            recovery.on_heads(&[(ME, 10)], 12),
-            Step::Pull {
-                after: 7,
-                through: 10
-            }
-        );
-        assert_eq!(recovery.held_back_above(), Some(7));
-        assert_eq!(recovery.on_heads(&[(ME, 10)], 12), Step::Nothing);
-        assert_eq!(recovery.on_pull_end(true), Some((7, 10)));
-        assert_eq!(recovery.state(), State::Confirmed);
-    }
-
-    #[test]
-    fn a_failed_pull_is_tried_again() {
-        let mut recovery = Recovery::new(ME, 3);
-        recovery.on_heads(&[(ME, 4)], 3);
-        assert_eq!(recovery.on_pull_end(false), None);
-        assert_eq!(recovery.state(), State::Unconfirmed { floor: 3 });
-        assert!(matches!(
-            recovery.on_heads(&[(ME, 4)], 3),
-            Step::Pull { .. }
-        ));
-    }
-
-    #[test]
-    fn a_peer_that_never_serves_its_claim_cannot_hold_our_writes_back_for_good() {
-        let mut recovery = Recovery::new(ME, 3);
-        for _ in 0..MAX_FAILED_PULLS {
-            assert!(matches!(
-                recovery.on_heads(&[(ME, 9)], 3),
-                Step::Pull { .. }
-            ));
-            recovery.on_pull_end(false);
-        }
-        assert_eq!(recovery.state(), State::Confirmed);
-        assert_eq!(recovery.held_back_above(), None);
-    }
-
-    #[test]
-    fn after_confirmation_only_a_claim_past_the_head_recovers() {
-        let mut recovery = Recovery::new(ME, 0);
-        recovery.on_heads(&[], 0);
-        assert_eq!(recovery.on_heads(&[(ME, 20)], 20), Step::Nothing);
-        assert_eq!(
-            recovery.on_heads(&[(ME, 25)], 20),
-            Step::Pull {
-                after: 20,
-                through: 25
-            }
-        );
-    }
-
-    #[test]
-    fn a_lying_claim_costs_a_bounded_range() {
-        let mut recovery = Recovery::new(ME, 100);
-        assert_eq!(
-            recovery.on_heads(&[(ME, u64::MAX)], 100),
-            Step::Pull {
-                after: 100,
-                through: 100 + MAX_RECOVER
-            }
-        );
-        let (shift, head) = reissue_plan(100, 100 + MAX_RECOVER, 100);
-        assert_eq!((shift, head), (MAX_RECOVER, 100 + 2 * MAX_RECOVER));
-    }
-
-    #[test]
-    fn issued_again_above_the_head_and_the_claim() {
-        // Head below the claim: everything we wrote is inside the range.
-        assert_eq!(reissue_plan(7, 10, 9), (3, 13));
-        // Head above the claim: (10, 12] stays, (7, 10] moves above 12.
-        let (shift, head) = reissue_plan(7, 10, 12);
-        assert_eq!((8 + shift, 10 + shift, head), (13, 15, 15));
-    }
-}
+mod tests;

@@ -74,15 +74,38 @@ fn lost_commits(write_offline_first: bool) {
         // Power cut: A's last three commits are gone.
         a.close().await;
         copy_database(&backup, &a_path);
-        let a = TestPeer::start(&a_path, &[b.address()]).await;
-        assert_eq!(
-            a.tasks().await.len(),
-            7,
-            "the restored file lost three rows"
-        );
-        // Written at once, before A hears from any peer: numbers 8 and 9 again.
-        insert(&a, "n1").await;
-        insert(&a, "n2").await;
+        let a = if write_offline_first {
+            // Written without the network, then A starts again: the restart must not
+            // take those numbers for confirmed.
+            let offline = wavesyncdb_integration_tests::test_builder(&a_path)
+                .without_network()
+                .build()
+                .await
+                .unwrap();
+            offline
+                .schema()
+                .register::<wavesyncdb_integration_tests::task::Entity>()
+                .sync()
+                .await
+                .unwrap();
+            for id in ["n1", "n2"] {
+                use sea_orm::ActiveModelTrait;
+                new_task(id, id).insert(&offline).await.unwrap();
+            }
+            offline.close().await.unwrap();
+            TestPeer::start(&a_path, &[b.address()]).await
+        } else {
+            let a = TestPeer::start(&a_path, &[b.address()]).await;
+            assert_eq!(
+                a.tasks().await.len(),
+                7,
+                "the restored file lost three rows"
+            );
+            // Written at once, before A hears from any peer: numbers 8 and 9 again.
+            insert(&a, "n1").await;
+            insert(&a, "n2").await;
+            a
+        };
         let c = TestPeer::start(&c_path, &[b.address()]).await;
 
         let all = wait_until(TIMEOUT, || async {

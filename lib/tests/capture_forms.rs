@@ -358,7 +358,7 @@ on_both_executors! {
         let t = TestDb::new().await;
         task("a", "original").insert(&t.db).await.unwrap();
         for sql in [
-            "INSERT OR REPLACE INTO tasks (id, title, completed, weight) VALUES ('a', 'replaced', 0, 1)",
+            "UPDATE OR REPLACE tasks SET title = 'replaced' WHERE id = 'a'",
             "UPDATE tasks SET id = 'b' WHERE id = 'a'",
             "WITH x AS (SELECT 1) UPDATE tasks SET title = 'cte'",
         ] {

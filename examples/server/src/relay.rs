@@ -194,9 +194,15 @@ pub async fn run(mut swarm: Swarm<ServerBehaviour>) {
             SwarmEvent::Behaviour(ServerBehaviourEvent::Relay(event)) => {
                 tracing::info!(?event, "relay");
             }
-            SwarmEvent::Behaviour(ServerBehaviourEvent::Rendezvous(event)) => {
-                tracing::info!(?event, "rendezvous");
-            }
+            SwarmEvent::Behaviour(ServerBehaviourEvent::Rendezvous(event)) => match event {
+                rendezvous::server::Event::PeerRegistered { peer, registration } => {
+                    tracing::info!(%peer, namespace = %registration.namespace, "registered");
+                }
+                rendezvous::server::Event::DiscoverServed { enquirer, registrations } => {
+                    tracing::debug!(%enquirer, found = registrations.len(), "lookup served");
+                }
+                other => tracing::debug!(?other, "rendezvous"),
+            },
             _ => {}
         }
     }

@@ -116,7 +116,15 @@ impl Internet {
                 "-n", &router, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0",
                 "netns", &host,
             ])?;
-            ip(&["-n", &router, "addr", "add", "192.168.1.1/24", "dev", "lan0"])?;
+            ip(&[
+                "-n",
+                &router,
+                "addr",
+                "add",
+                "192.168.1.1/24",
+                "dev",
+                "lan0",
+            ])?;
             ip(&["-n", &router, "link", "set", "lan0", "up"])?;
             ip(&["-n", &host, "addr", "add", "192.168.1.2/24", "dev", "eth0"])?;
             ip(&["-n", &host, "link", "set", "eth0", "up"])?;
@@ -140,8 +148,18 @@ impl Internet {
                 &router,
                 "iptables",
                 &[
-                    "-A", "FORWARD", "-i", "wan0", "-o", "lan0", "-m", "conntrack", "--ctstate",
-                    "ESTABLISHED,RELATED", "-j", "ACCEPT",
+                    "-A",
+                    "FORWARD",
+                    "-i",
+                    "wan0",
+                    "-o",
+                    "lan0",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
                 ],
             )?;
             in_ns(
@@ -157,11 +175,23 @@ impl Internet {
                 &router,
                 "iptables",
                 &[
-                    "-A", "INPUT", "-i", "wan0", "-m", "conntrack", "--ctstate",
-                    "ESTABLISHED,RELATED", "-j", "ACCEPT",
+                    "-A",
+                    "INPUT",
+                    "-i",
+                    "wan0",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
                 ],
             )?;
-            in_ns(&router, "iptables", &["-A", "INPUT", "-i", "wan0", "-j", "DROP"])?;
+            in_ns(
+                &router,
+                "iptables",
+                &["-A", "INPUT", "-i", "wan0", "-j", "DROP"],
+            )?;
         }
         Ok(net)
     }
@@ -218,13 +248,7 @@ impl Node {
     fn server(namespace: &str, dir: &std::path::Path, extra: &[&str]) -> Node {
         let key = dir.join("server.key");
         let key = key.to_str().expect("utf-8 path");
-        let mut args = vec![
-            "server",
-            "--listen",
-            "/ip4/0.0.0.0/tcp/4001",
-            "--key",
-            key,
-        ];
+        let mut args = vec!["server", "--listen", "/ip4/0.0.0.0/tcp/4001", "--key", key];
         args.extend_from_slice(extra);
         Node::start("server", namespace, &args)
     }
@@ -271,7 +295,10 @@ impl Node {
                 return Err(format!(
                     "{}: nothing matched within {timeout:?}; last output:\n{}",
                     self.name,
-                    tail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+                    tail.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ));
             }
             match self
@@ -402,9 +429,11 @@ fn behind_a_symmetric_nat_peers_sync_through_the_relay_and_survive_its_restart()
     let mut b = Node::peer("b", &net.hosts[1], &dir.path().join("b.db"), &relay, None);
     let (a_id, b_id) = (a.id().expect("a starts"), b.id().expect("b starts"));
     a.send("add a1 from a");
-    b.wait_rows(1, WAIT).expect("b gets a's row through the relay");
+    b.wait_rows(1, WAIT)
+        .expect("b gets a's row through the relay");
     b.send("add b1 from b");
-    a.wait_rows(2, WAIT).expect("a gets b's row through the relay");
+    a.wait_rows(2, WAIT)
+        .expect("a gets b's row through the relay");
     a.wait_for(Some("peers"), WAIT, |l| {
         l.starts_with("peers ") && l.contains(&format!("{b_id}=relayed"))
     })
@@ -428,10 +457,14 @@ fn behind_a_symmetric_nat_peers_sync_through_the_relay_and_survive_its_restart()
     server.kill();
     let mut server = Node::server(&net.public, dir.path(), &[]);
     relay_address(&mut server).expect("server starts again");
-    a.wait_for(None, Duration::from_secs(60), |l| l.starts_with("event reserved"))
-        .expect("a reserves again");
-    b.wait_for(None, Duration::from_secs(60), |l| l.starts_with("event reserved"))
-        .expect("b reserves again");
+    a.wait_for(None, Duration::from_secs(60), |l| {
+        l.starts_with("event reserved")
+    })
+    .expect("a reserves again");
+    b.wait_for(None, Duration::from_secs(60), |l| {
+        l.starts_with("event reserved")
+    })
+    .expect("b reserves again");
     a.send("add a2 after the restart");
     b.wait_rows(10_003, Duration::from_secs(60))
         .expect("b gets a's row after the relay restarted");
@@ -448,16 +481,35 @@ fn a_private_group_relay_admits_members_only() {
     let wrong = "22".repeat(32);
     let mut server = Node::server(&net.public, dir.path(), &["--secret", &secret]);
     let relay = relay_address(&mut server).expect("server starts");
-    let mut a = Node::peer("a", &net.hosts[0], &dir.path().join("a.db"), &relay, Some(&secret));
-    let mut b = Node::peer("b", &net.hosts[1], &dir.path().join("b.db"), &relay, Some(&secret));
+    let mut a = Node::peer(
+        "a",
+        &net.hosts[0],
+        &dir.path().join("a.db"),
+        &relay,
+        Some(&secret),
+    );
+    let mut b = Node::peer(
+        "b",
+        &net.hosts[1],
+        &dir.path().join("b.db"),
+        &relay,
+        Some(&secret),
+    );
     // Outsiders on the internet, next to the relay: one without a secret, one with another.
     let mut open = Node::peer("open", &net.public, &dir.path().join("c.db"), &relay, None);
-    let mut other = Node::peer("other", &net.public, &dir.path().join("d.db"), &relay, Some(&wrong));
+    let mut other = Node::peer(
+        "other",
+        &net.public,
+        &dir.path().join("d.db"),
+        &relay,
+        Some(&wrong),
+    );
     let (open_id, other_id) = (open.id().expect("c starts"), other.id().expect("d starts"));
     a.id().expect("a starts");
     b.id().expect("b starts");
     a.send("add a1 private");
-    b.wait_rows(1, WAIT).expect("members sync through the relay");
+    b.wait_rows(1, WAIT)
+        .expect("members sync through the relay");
     b.send("add b1 private");
     a.wait_rows(2, WAIT).expect("members sync both ways");
     // By now the outsiders have been dialling the relay for a while.
@@ -466,14 +518,17 @@ fn a_private_group_relay_admits_members_only() {
             .wait_for(Some("count"), Duration::from_secs(5), |l| l == "count 0")
             .expect("an outsider answers");
         assert!(
-            !outsider.printed(|l| l.starts_with("event reserved") || l.starts_with("event connected")),
+            !outsider
+                .printed(|l| l.starts_with("event reserved") || l.starts_with("event connected")),
             "{}: a non-member reserved on the relay or reached a member:\n{}",
             outsider.name,
             outsider.seen.join("\n")
         );
     }
     let peers = a
-        .wait_for(Some("peers"), Duration::from_secs(5), |l| l.starts_with("peers "))
+        .wait_for(Some("peers"), Duration::from_secs(5), |l| {
+            l.starts_with("peers ")
+        })
         .expect("a lists its peers");
     assert!(
         !peers.contains(&open_id) && !peers.contains(&other_id),
@@ -490,7 +545,11 @@ fn the_server_store_carries_writes_between_peers_never_online_together() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("store.db");
     let store = store.to_str().expect("utf-8 path");
-    let mut server = Node::server(&net.public, dir.path(), &["--store", store, "--topic", TOPIC]);
+    let mut server = Node::server(
+        &net.public,
+        dir.path(),
+        &["--store", store, "--topic", TOPIC],
+    );
     let relay = relay_address(&mut server).expect("server starts");
     let store_id = server
         .wait_for(None, WAIT, |l| l.starts_with("store peer id: "))

@@ -173,7 +173,11 @@ impl EventBus {
         tracing::trace!(?event, "sync event");
         {
             // A std mutex: held for a push, never across an await.
-            let mut ring = self.inner.ring.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut ring = self
+                .inner
+                .ring
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             ring.buffer.push_back(event);
             if ring.buffer.len() > self.inner.capacity {
                 ring.buffer.pop_front();
@@ -195,7 +199,11 @@ impl EventBus {
 
     /// A subscriber that sees every event published from now on.
     pub(crate) fn subscribe(&self) -> SyncEvents {
-        let ring = self.inner.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let ring = self
+            .inner
+            .ring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         SyncEvents {
             next_id: ring.first_id + ring.buffer.len() as u64,
             bus: Some(Arc::clone(&self.inner)),
@@ -347,7 +355,10 @@ mod tests {
             late.try_recv(),
             Some(Ok(SyncEvent::ConnectionUpgraded { peer: p }))
         );
-        assert_eq!(late.try_recv(), Some(Ok(SyncEvent::UpgradeFailed { peer: p })));
+        assert_eq!(
+            late.try_recv(),
+            Some(Ok(SyncEvent::UpgradeFailed { peer: p }))
+        );
         assert_eq!(late.try_recv(), None);
     }
 

@@ -92,7 +92,9 @@ enum ServerError {
     Store(#[from] store::StoreError),
     #[error("--store needs --topic: the always-on member must know which group it keeps")]
     StoreWithoutTopic,
-    #[error("the identity file {path}: {reason}; remove it to create a new identity (members must then be given the new address)")]
+    #[error(
+        "the identity file {path}: {reason}; remove it to create a new identity (members must then be given the new address)"
+    )]
     Key { path: PathBuf, reason: String },
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
@@ -128,8 +130,12 @@ fn loopback(address: &Multiaddr) -> Multiaddr {
     address
         .iter()
         .map(|protocol| match protocol {
-            Protocol::Ip4(ip) if ip.is_unspecified() => Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST),
-            Protocol::Ip6(ip) if ip.is_unspecified() => Protocol::Ip6(std::net::Ipv6Addr::LOCALHOST),
+            Protocol::Ip4(ip) if ip.is_unspecified() => {
+                Protocol::Ip4(std::net::Ipv4Addr::LOCALHOST)
+            }
+            Protocol::Ip6(ip) if ip.is_unspecified() => {
+                Protocol::Ip6(std::net::Ipv6Addr::LOCALHOST)
+            }
             other => other,
         })
         .collect()
@@ -150,13 +156,18 @@ async fn serve(cli: Cli) -> Result<(), ServerError> {
     )
     .await?;
     match &cli.secret {
-        Some(secret) => tracing::info!(fingerprint = %secret.fingerprint(), "private group: only members can connect"),
+        Some(secret) => {
+            tracing::info!(fingerprint = %secret.fingerprint(), "private group: only members can connect")
+        }
         None => tracing::warn!("no --secret: any peer can use this relay"),
     }
     // The lines members and scripts read: the peer id, then one address per line.
     println!("peer id: {peer_id}");
     for address in bound.iter().chain(&cli.external) {
-        println!("listening: {}", address.clone().with(Protocol::P2p(peer_id)));
+        println!(
+            "listening: {}",
+            address.clone().with(Protocol::P2p(peer_id))
+        );
     }
     let _ = std::io::stdout().flush();
     let relay_for_store = bound
@@ -166,7 +177,10 @@ async fn serve(cli: Cli) -> Result<(), ServerError> {
     let _store = match (&cli.store, &cli.topic, relay_for_store) {
         (Some(path), Some(topic), Some(relay)) => {
             let db = store::open(path, topic, cli.secret.clone(), relay).await?;
-            println!("store peer id: {}", db.peer_id().map(|p| p.to_string()).unwrap_or_default());
+            println!(
+                "store peer id: {}",
+                db.peer_id().map(|p| p.to_string()).unwrap_or_default()
+            );
             let _ = std::io::stdout().flush();
             Some(db)
         }

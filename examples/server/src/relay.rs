@@ -181,13 +181,19 @@ pub async fn run(mut swarm: Swarm<ServerBehaviour>) {
                 swarm.add_external_address(address.clone());
                 tracing::info!(%address, "listening");
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
                 tracing::debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
             }
             SwarmEvent::ConnectionClosed { peer_id, .. } => {
                 tracing::debug!(%peer_id, "disconnected");
             }
-            SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => {
                 // In a private group: most often a peer without the secret.
                 tracing::info!(%send_back_addr, %error, "refused an incoming connection");
             }
@@ -198,7 +204,10 @@ pub async fn run(mut swarm: Swarm<ServerBehaviour>) {
                 rendezvous::server::Event::PeerRegistered { peer, registration } => {
                     tracing::info!(%peer, namespace = %registration.namespace, "registered");
                 }
-                rendezvous::server::Event::DiscoverServed { enquirer, registrations } => {
+                rendezvous::server::Event::DiscoverServed {
+                    enquirer,
+                    registrations,
+                } => {
                     tracing::debug!(%enquirer, found = registrations.len(), "lookup served");
                 }
                 other => tracing::debug!(?other, "rendezvous"),

@@ -33,7 +33,11 @@ pub async fn open(
 ) -> Result<WaveSyncDb, StoreError> {
     let mut builder = WaveSyncDbBuilder::new(format!("sqlite:{}?mode=rwc", path.display()), topic)
         .mdns(false)
-        .listen_on("/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr literal"))
+        .listen_on(
+            "/ip4/0.0.0.0/tcp/0"
+                .parse()
+                .expect("valid multiaddr literal"),
+        )
         .catch_up_interval(Duration::from_secs(2))
         .relay(relay);
     if let Some(secret) = secret {

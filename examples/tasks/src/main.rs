@@ -129,7 +129,11 @@ async fn print_tasks(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
         if peers == 1 { "" } else { "s" }
     );
     for peer in &connected {
-        println!("  peer {} {}", peer.peer_id, connection_name(peer.connection));
+        println!(
+            "  peer {} {}",
+            peer.peer_id,
+            connection_name(peer.connection)
+        );
     }
     for t in &tasks {
         println!(
@@ -158,7 +162,10 @@ fn describe(event: &wavesyncdb::SyncEvent) -> Option<String> {
     use wavesyncdb::SyncEvent;
     Some(match event {
         SyncEvent::PeerConnected { peer, connection } => {
-            format!("peer {peer} connected ({})", connection_name(Some(*connection)))
+            format!(
+                "peer {peer} connected ({})",
+                connection_name(Some(*connection))
+            )
         }
         SyncEvent::PeerDisconnected { peer } => format!("peer {peer} left"),
         SyncEvent::ConnectionUpgraded { peer } => format!("peer {peer} now direct (hole punched)"),

@@ -95,12 +95,11 @@ async fn peer(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let [db_path, topic, relay, rest @ ..] = args else {
         return Err("usage: nat_node peer <db> <topic> <relay address> [secret]".into());
     };
-    let mut builder =
-        WaveSyncDbBuilder::new(format!("sqlite:{db_path}?mode=rwc"), topic.clone())
-            .mdns(false)
-            .listen_on("/ip4/0.0.0.0/tcp/0".parse()?)
-            .catch_up_interval(Duration::from_secs(1))
-            .relay(relay.parse()?);
+    let mut builder = WaveSyncDbBuilder::new(format!("sqlite:{db_path}?mode=rwc"), topic.clone())
+        .mdns(false)
+        .listen_on("/ip4/0.0.0.0/tcp/0".parse()?)
+        .catch_up_interval(Duration::from_secs(1))
+        .relay(relay.parse()?);
     if let Some(secret) = rest.first() {
         builder = builder.group_secret(secret.parse()?);
     }
@@ -133,7 +132,9 @@ async fn peer(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                         SyncEvent::UpgradeFailed { peer } => {
                             say(format!("event upgrade-failed {peer}"))
                         }
-                        SyncEvent::RelayReserved { relay } => say(format!("event reserved {relay}")),
+                        SyncEvent::RelayReserved { relay } => {
+                            say(format!("event reserved {relay}"))
+                        }
                         SyncEvent::RelayLost { relay } => say(format!("event relay-lost {relay}")),
                         other => say(format!("event {other:?}")),
                     }
@@ -164,9 +165,9 @@ async fn peer(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.split_first() {
-        Some((role, rest)) if role == "server" => {
-            wavesync_server::run_cli(std::iter::once("wavesync-server".to_owned()).chain(rest.iter().cloned()))
-        }
+        Some((role, rest)) if role == "server" => wavesync_server::run_cli(
+            std::iter::once("wavesync-server".to_owned()).chain(rest.iter().cloned()),
+        ),
         Some((role, rest)) if role == "peer" => {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(
@@ -176,15 +177,17 @@ fn main() -> std::process::ExitCode {
                 .with_writer(std::io::stderr)
                 .try_init();
             match smol::block_on(peer(rest)) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("nat_node peer: {err}");
-                std::process::ExitCode::FAILURE
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("nat_node peer: {err}");
+                    std::process::ExitCode::FAILURE
+                }
             }
         }
-        }
         _ => {
-            eprintln!("usage: nat_node server <args> | nat_node peer <db> <topic> <relay> [secret]");
+            eprintln!(
+                "usage: nat_node server <args> | nat_node peer <db> <topic> <relay> [secret]"
+            );
             std::process::ExitCode::FAILURE
         }
     }

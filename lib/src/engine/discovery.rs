@@ -9,8 +9,8 @@
 //! makes a dial that is not bounded: discoveries are limited per lookup, lookups happen on
 //! an interval, and a peer already connected or being dialled is not dialled again.
 
-use super::behaviour::{Behaviour, rendezvous_namespace};
 use super::NetworkConfig;
+use super::behaviour::{Behaviour, rendezvous_namespace};
 use crate::error::Error;
 use crate::events::{EventBus, SyncEvent};
 use libp2p::core::transport::ListenerId;
@@ -303,7 +303,9 @@ mod tests {
         let peer = libp2p::identity::Keypair::generate_ed25519()
             .public()
             .to_peer_id();
-        let good: Multiaddr = format!("/ip4/203.0.113.7/tcp/4001/p2p/{peer}").parse().unwrap();
+        let good: Multiaddr = format!("/ip4/203.0.113.7/tcp/4001/p2p/{peer}")
+            .parse()
+            .unwrap();
         assert!(check_relay_addresses(std::slice::from_ref(&good)).is_ok());
         let bare: Multiaddr = "/ip4/203.0.113.7/tcp/4001".parse().unwrap();
         assert!(matches!(

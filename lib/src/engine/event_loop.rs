@@ -270,11 +270,14 @@ impl EventLoop {
                 result,
             })) => {
                 match result {
-                    Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: direct connection"),
+                    Ok(_) => {
+                        tracing::info!(peer = %remote_peer_id, "hole punched: direct connection")
+                    }
                     Err(err) => {
                         tracing::info!(peer = %remote_peer_id, %err, "hole punching failed; staying relayed");
-                        self.events_bus
-                            .publish(SyncEvent::UpgradeFailed { peer: remote_peer_id });
+                        self.events_bus.publish(SyncEvent::UpgradeFailed {
+                            peer: remote_peer_id,
+                        });
                     }
                 }
                 None
@@ -313,12 +316,15 @@ impl EventLoop {
                 propagation_source,
                 message_id,
                 message,
-            })) => Some(self.proven(propagation_source, NetEvent::Gossip {
-                author: message.source,
-                via: propagation_source,
-                message_id,
-                data: message.data,
-            })),
+            })) => Some(self.proven(
+                propagation_source,
+                NetEvent::Gossip {
+                    author: message.source,
+                    via: propagation_source,
+                    message_id,
+                    data: message.data,
+                },
+            )),
             SwarmEvent::Behaviour(BehaviourEvent::CatchUp(event)) => self.on_catch_up(event),
             _ => None,
         };

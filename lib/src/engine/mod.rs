@@ -183,7 +183,8 @@ impl NetworkStatus {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.catch_up = Some((0, total));
         }
-        self.events.publish(SyncEvent::CatchUpStarted { peer, total });
+        self.events
+            .publish(SyncEvent::CatchUpStarted { peer, total });
     }
 
     /// `done` of `total` transactions from `peer` are applied. Called by the pull code
@@ -204,7 +205,8 @@ impl NetworkStatus {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.catch_up = None;
         }
-        self.events.publish(SyncEvent::CatchUpFinished { peer, done });
+        self.events
+            .publish(SyncEvent::CatchUpFinished { peer, done });
     }
 }
 

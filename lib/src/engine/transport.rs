@@ -22,8 +22,8 @@ use libp2p::Transport as _;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::{
-    PeerId, Swarm, autonat, dcutr, dns, gossipsub, identify, mdns, noise, ping, relay,
-    rendezvous, request_response, tcp, yamux,
+    PeerId, Swarm, autonat, dcutr, dns, gossipsub, identify, mdns, noise, ping, relay, rendezvous,
+    request_response, tcp, yamux,
 };
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -148,7 +148,10 @@ fn behaviour(
     );
     let peer_id = key.public().to_peer_id();
     let mdns = if config.mdns {
-        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            peer_id,
+        )?)
     } else {
         None
     };

@@ -135,12 +135,21 @@ async fn print_tasks(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
             connection_name(peer.connection)
         );
     }
-    for t in &tasks {
+    // A long list is cut: the count says how many there are.
+    const SHOWN: usize = 50;
+    for t in tasks.iter().take(SHOWN) {
         println!(
             "  [{}] {}  {}",
             if t.completed { "x" } else { " " },
             t.id,
             t.title
+        );
+    }
+    if tasks.len() > SHOWN {
+        println!(
+            "  ... and {} more ({} tasks)",
+            tasks.len() - SHOWN,
+            tasks.len()
         );
     }
     if tasks.is_empty() {

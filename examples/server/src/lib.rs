@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 #![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod relay;
 mod store;
@@ -230,5 +231,33 @@ where
             eprintln!("wavesync-server: {err}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_dials_the_relay_over_loopback() {
+        let any: Multiaddr = "/ip4/0.0.0.0/tcp/4001".parse().unwrap();
+        assert_eq!(loopback(&any).to_string(), "/ip4/127.0.0.1/tcp/4001");
+        let fixed: Multiaddr = "/ip4/10.1.2.3/tcp/4001".parse().unwrap();
+        assert_eq!(loopback(&fixed), fixed);
+    }
+
+    #[test]
+    fn an_identity_is_created_once_and_kept() {
+        let dir = std::env::temp_dir().join(format!("wavesync-server-key-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let first = load_or_create_key(&dir).unwrap();
+        let again = load_or_create_key(&dir).unwrap();
+        assert_eq!(first.public().to_peer_id(), again.public().to_peer_id());
+        std::fs::write(&dir, b"not a key").unwrap();
+        assert!(matches!(
+            load_or_create_key(&dir),
+            Err(ServerError::Key { .. })
+        ));
+        let _ = std::fs::remove_file(&dir);
     }
 }

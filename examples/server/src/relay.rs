@@ -216,3 +216,27 @@ pub async fn run(mut swarm: Swarm<ServerBehaviour>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn circuits_outlast_libp2p_defaults_and_counts_stay_bounded() {
+        let limits = Limits {
+            max_circuit_minutes: 6 * 60,
+            max_circuit_mib: 1024,
+            max_circuits: 256,
+            max_reservations: 1024,
+        };
+        let config = relay_config(&limits);
+        let default = relay::Config::default();
+        assert!(config.max_circuit_duration > default.max_circuit_duration * 100);
+        assert!(config.max_circuit_bytes > default.max_circuit_bytes * 1000);
+        assert_eq!(config.max_circuits, 256);
+        assert_eq!(config.max_reservations, 1024);
+        assert!(config.max_circuits_per_peer <= 16);
+        assert!(!config.reservation_rate_limiters.is_empty());
+        assert!(!config.circuit_src_rate_limiters.is_empty());
+    }
+}

@@ -89,6 +89,12 @@ pub enum SyncEvent {
     },
     /// What AutoNAT found out about this node's reachability changed.
     ReachabilityChanged(Reachability),
+    /// A peer of the group told us what it has applied (its heads, in
+    /// `sync_status()`): the point to check "does a peer hold my writes yet".
+    HeadsUpdated {
+        /// The peer.
+        peer: PeerId,
+    },
     /// A catch-up from `peer` started: `total` transactions are missing here (as the
     /// peer claims them).
     CatchUpStarted {

@@ -177,6 +177,15 @@ impl NetworkStatus {
         self.links.get(peer).copied()
     }
 
+    /// Records what `peer` says it has applied and tells subscribers
+    /// ([`SyncEvent::HeadsUpdated`]). For the heads code (pull.rs `on_heads`), in place of
+    /// writing `peers[peer].heads` directly.
+    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
+    pub(crate) fn record_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
+        self.peers.entry(peer).or_default().heads = heads;
+        self.events.publish(SyncEvent::HeadsUpdated { peer });
+    }
+
     /// A catch-up of `total` transactions from `peer` starts. Called by the pull code.
     #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
     pub(crate) fn catch_up_started(&mut self, peer: PeerId, total: u64) {
@@ -389,4 +398,43 @@ fn listening(status: &Mutex<NetworkStatus>) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_up_hooks_keep_progress_in_the_status_and_tell_subscribers() {
+        let mut status = NetworkStatus::default();
+        let mut events = status.events.subscribe();
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        status.record_heads(
+            peer,
+            vec![(NodeId::from_peer_id_bytes(&peer.to_bytes()), 7)],
+        );
+        status.catch_up_started(peer, 7);
+        status.catch_up_progress(peer, 5, 7);
+        assert_eq!(status.peers[&peer].catch_up, Some((5, 7)));
+        status.catch_up_finished(peer, 7);
+        assert_eq!(status.peers[&peer].catch_up, None);
+        let seen: Vec<SyncEvent> = std::iter::from_fn(|| events.try_recv())
+            .map(|e| e.expect("no lag"))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                SyncEvent::HeadsUpdated { peer },
+                SyncEvent::CatchUpStarted { peer, total: 7 },
+                SyncEvent::CatchUpProgress {
+                    peer,
+                    done: 5,
+                    total: 7
+                },
+                SyncEvent::CatchUpFinished { peer, done: 7 },
+            ]
+        );
+    }
 }

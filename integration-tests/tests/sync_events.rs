@@ -59,13 +59,17 @@ fn peers_coming_and_going_are_pushed_with_their_connection_kind() {
                 connection: ConnectionKind::Direct
             }
         );
-        let info =
+        // The status follows the event within a moment (the driver records the member).
+        assert!(
+            wait_until(WAIT, || async {
+                a.db.peers().iter().any(|p| {
+                    p.peer_id == b_id && p.connected && p.connection == Some(ConnectionKind::Direct)
+                })
+            })
+            .await,
+            "a does not list b as connected directly: {:?}",
             a.db.peers()
-                .into_iter()
-                .find(|p| p.peer_id == b_id)
-                .expect("b is listed");
-        assert!(info.connected);
-        assert_eq!(info.connection, Some(ConnectionKind::Direct));
+        );
 
         b.stop().await;
         next_matching(

@@ -54,7 +54,8 @@ pub enum Reachability {
 #[non_exhaustive]
 pub enum SyncEvent {
     /// A peer of this node's group is connected (it proved it speaks the group's
-    /// protocol).
+    /// protocol). `peers()` lists it a moment later, once the sync driver has taken the
+    /// same evidence in.
     PeerConnected {
         /// The peer.
         peer: PeerId,

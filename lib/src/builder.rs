@@ -129,6 +129,25 @@ impl WaveSyncDbBuilder {
         self
     }
 
+    /// Reaches the group beyond the LAN through the relay and rendezvous server at
+    /// `address`, which must end with the server's id, as `wavesync-server` prints it:
+    /// `/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...` (or `/dns4/relay.example.org/...`).
+    /// May be called several times.
+    ///
+    /// The node keeps a connection to each relay (dialling again with backoff when it is
+    /// lost), reserves a circuit slot there, registers the group under a namespace
+    /// derived from the topic and secret (the server learns neither), and dials the
+    /// members it finds through the relay; libp2p's hole punching (DCUtR) then upgrades
+    /// the connection to a direct one where both NATs allow it, and sync goes on over the
+    /// relay where they do not. [`crate::PeerInfo::connection`] says which. In a private
+    /// group the server must run with the same secret.
+    pub fn relay(mut self, address: Multiaddr) -> Self {
+        if let Some(network) = self.network_mut() {
+            network.relays.push(address);
+        }
+        self
+    }
+
     /// Discovers peers on the local network by mDNS (default: on).
     pub fn mdns(mut self, enabled: bool) -> Self {
         if let Some(network) = self.network_mut() {
@@ -205,6 +224,9 @@ impl WaveSyncDbBuilder {
             return Err(Error::UnsupportedDatabase {
                 scheme: scheme.to_owned(),
             });
+        }
+        if let Some(network) = &self.network {
+            engine::check_relay_addresses(&network.relays)?;
         }
         let mut options = sqlite_connect_options(&self.url);
         if let Some(connections) = self.max_connections {

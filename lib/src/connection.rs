@@ -113,15 +113,7 @@ impl WaveSyncDb {
         status
             .peers
             .iter()
-            .map(|(peer_id, state)| PeerInfo {
-                peer_id: *peer_id,
-                node_id: NodeId::from_peer_id_bytes(&peer_id.to_bytes()),
-                connected: state.connected,
-                heads: state.heads.clone(),
-                behind: 0,
-                rejected_messages: state.rejected,
-                banned: state.banned_until.is_some(),
-            })
+            .map(|(peer_id, state)| PeerInfo::from_state(*peer_id, state, status.link(peer_id)))
             .collect()
     }
 

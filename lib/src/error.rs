@@ -16,6 +16,18 @@ pub enum Error {
     #[error(transparent)]
     Db(#[from] DbErr),
 
+    /// A relay address given to `WaveSyncDbBuilder::relay` cannot be used.
+    #[error(
+        "relay address `{address}` cannot be used: {reason}; give the server's full address \
+         as `wavesync-server` prints it, e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."
+    )]
+    InvalidRelayAddress {
+        /// The address as given.
+        address: libp2p::Multiaddr,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     /// The database URL is not SQLite.
     #[error(
         "WaveSyncDB supports SQLite only, got a `{scheme}` URL; \

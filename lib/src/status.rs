@@ -4,7 +4,17 @@
 //! lock or a handle.
 
 use crate::clock::NodeId;
+use crate::events::ConnectionKind;
 use libp2p::{Multiaddr, PeerId};
+
+/// A catch-up from one peer while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatchUpProgress {
+    /// Transactions applied so far.
+    pub done: u64,
+    /// Transactions to pull (as the peer claims them).
+    pub total: u64,
+}
 
 /// One peer of this node's group as this node sees it. A connected peer is listed only
 /// once it has shown it speaks the group's protocol (same topic, same secret); peers of
@@ -29,6 +39,36 @@ pub struct PeerInfo {
     pub rejected_messages: u64,
     /// Whether the peer is refused for now, after too many invalid messages.
     pub banned: bool,
+    /// How the connection travels while connected: [`ConnectionKind::Direct`] as soon as
+    /// one direct connection is open (a hole punched), else
+    /// [`ConnectionKind::Relayed`]. `None` while not connected.
+    pub connection: Option<ConnectionKind>,
+    /// The catch-up from this peer now running, if any.
+    pub catch_up: Option<CatchUpProgress>,
+}
+
+impl PeerInfo {
+    /// What the engine knows of `peer`, as the app sees it (`behind` is filled by
+    /// `sync_status`).
+    pub(crate) fn from_state(
+        peer_id: PeerId,
+        state: &crate::engine::PeerState,
+        link: Option<ConnectionKind>,
+    ) -> PeerInfo {
+        PeerInfo {
+            peer_id,
+            node_id: NodeId::from_peer_id_bytes(&peer_id.to_bytes()),
+            connected: state.connected,
+            heads: state.heads.clone(),
+            behind: 0,
+            rejected_messages: state.rejected,
+            banned: state.banned_until.is_some(),
+            connection: if state.connected { link } else { None },
+            catch_up: state
+                .catch_up
+                .map(|(done, total)| CatchUpProgress { done, total }),
+        }
+    }
 }
 
 /// Where this node stands in its group.

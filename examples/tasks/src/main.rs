@@ -1,5 +1,6 @@
-//! `tasks`: a task list that syncs with every peer of its topic, on the LAN by mDNS or
-//! through bootstrap addresses.
+//! `tasks`: a task list that syncs with every peer of its topic, on the LAN by mDNS,
+//! through bootstrap addresses, or beyond the LAN through a `wavesync-server` relay
+//! (`--relay`).
 //!
 //! - `tasks add "Buy milk"` adds a task and waits until a peer has it;
 //! - `tasks list` prints the tasks (after catching up with the peers it finds);
@@ -48,6 +49,10 @@ struct Cli {
     /// Address of a peer to connect to (repeatable), e.g. /ip4/192.168.1.7/tcp/4001.
     #[arg(long)]
     peer: Vec<Multiaddr>,
+    /// A relay and rendezvous server (repeatable), as `wavesync-server` prints it, e.g.
+    /// /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...: reach members behind other NATs.
+    #[arg(long)]
+    relay: Vec<Multiaddr>,
     /// Do not discover peers on the LAN by mDNS.
     #[arg(long)]
     no_mdns: bool,
@@ -96,6 +101,9 @@ async fn open(cli: &Cli) -> Result<WaveSyncDb, wavesyncdb::Error> {
     for address in &cli.peer {
         builder = builder.bootstrap(address.clone());
     }
+    for address in &cli.relay {
+        builder = builder.relay(address.clone());
+    }
     if let Some(secret) = &cli.secret {
         builder = builder.group_secret(secret.clone());
     }
@@ -113,13 +121,23 @@ async fn print_tasks(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
         .order_by_asc(task::Column::Title)
         .all(db)
         .await?;
-    let peers = db.peers().iter().filter(|p| p.connected).count();
+    let connected: Vec<_> = db.peers().into_iter().filter(|p| p.connected).collect();
+    let peers = connected.len();
     println!(
         "tasks ({} peer{} connected):",
         peers,
         if peers == 1 { "" } else { "s" }
     );
-    for t in &tasks {
+    for peer in &connected {
+        println!(
+            "  peer {} {}",
+            peer.peer_id,
+            connection_name(peer.connection)
+        );
+    }
+    // A long list is cut: the count says how many there are.
+    const SHOWN: usize = 50;
+    for t in tasks.iter().take(SHOWN) {
         println!(
             "  [{}] {}  {}",
             if t.completed { "x" } else { " " },
@@ -127,10 +145,52 @@ async fn print_tasks(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
             t.title
         );
     }
+    if tasks.len() > SHOWN {
+        println!(
+            "  ... and {} more ({} tasks)",
+            tasks.len() - SHOWN,
+            tasks.len()
+        );
+    }
     if tasks.is_empty() {
         println!("  (none)");
     }
     Ok(())
+}
+
+fn connection_name(kind: Option<wavesyncdb::ConnectionKind>) -> &'static str {
+    match kind {
+        Some(wavesyncdb::ConnectionKind::Direct) => "direct",
+        Some(wavesyncdb::ConnectionKind::Relayed) => "relayed",
+        _ => "connecting",
+    }
+}
+
+/// One line for a sync event, or `None` for the ones not worth a line.
+fn describe(event: &wavesyncdb::SyncEvent) -> Option<String> {
+    use wavesyncdb::SyncEvent;
+    Some(match event {
+        SyncEvent::PeerConnected { peer, connection } => {
+            format!(
+                "peer {peer} connected ({})",
+                connection_name(Some(*connection))
+            )
+        }
+        SyncEvent::PeerDisconnected { peer } => format!("peer {peer} left"),
+        SyncEvent::ConnectionUpgraded { peer } => format!("peer {peer} now direct (hole punched)"),
+        SyncEvent::UpgradeFailed { peer } => {
+            format!("peer {peer}: hole punching failed, staying relayed")
+        }
+        SyncEvent::RelayReserved { relay } => format!("reachable through relay {relay}"),
+        SyncEvent::RelayLost { relay } => format!("lost relay {relay}; reconnecting"),
+        SyncEvent::ReachabilityChanged(reachability) => format!("reachability: {reachability:?}"),
+        SyncEvent::CatchUpStarted { peer, total } => {
+            format!("catching up {total} transactions from {peer}")
+        }
+        SyncEvent::CatchUpProgress { done, total, .. } => format!("catch-up {done}/{total}"),
+        SyncEvent::CatchUpFinished { done, .. } => format!("caught up ({done} transactions)"),
+        _ => return None,
+    })
 }
 
 /// Waits until `check` holds or `seconds` pass.
@@ -222,12 +282,15 @@ async fn watch(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
     });
     // Subscribe before the first print: no change can fall in between.
     let mut changes = db.subscribe();
+    let mut events = db.sync_events();
+    let mut events_open = true;
     let mut peers = 0;
     print_tasks(db).await?;
     loop {
         enum Next {
             Line(Option<String>),
             Changed,
+            Event(Option<Result<wavesyncdb::SyncEvent, wavesyncdb::EventsLagged>>),
             Tick,
         }
         let next = smol::future::or(
@@ -237,10 +300,19 @@ async fn watch(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
                     let _ = changes.recv().await;
                     Next::Changed
                 },
-                async {
-                    smol::Timer::after(Duration::from_millis(500)).await;
-                    Next::Tick
-                },
+                smol::future::or(
+                    async {
+                        if events_open {
+                            Next::Event(events.recv().await)
+                        } else {
+                            smol::future::pending().await
+                        }
+                    },
+                    async {
+                        smol::Timer::after(Duration::from_millis(500)).await;
+                        Next::Tick
+                    },
+                ),
             ),
         )
         .await;
@@ -255,6 +327,17 @@ async fn watch(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
                 changes.drain();
                 print_tasks(db).await?;
             }
+            Next::Event(Some(Ok(event))) => {
+                if let Some(line) = describe(&event) {
+                    println!("* {line}");
+                }
+                if matches!(event, wavesyncdb::SyncEvent::ConnectionUpgraded { .. }) {
+                    print_tasks(db).await?;
+                }
+            }
+            Next::Event(Some(Err(lagged))) => println!("* {lagged}"),
+            // The engine stopped: only local edits from now on.
+            Next::Event(None) => events_open = false,
             Next::Tick => {
                 let now = db.peers().iter().filter(|p| p.connected).count();
                 if now != peers {

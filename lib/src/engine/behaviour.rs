@@ -1,16 +1,22 @@
 //! The libp2p side of the engine: which protocols a node speaks and how bytes travel.
 //!
 //! Owns the [`Behaviour`] (gossipsub for live changes, request-response for catch-up, mDNS
-//! for discovery) and the request-response [`CatchUpCodec`]. It decides nothing about
-//! sync: messages are opaque, size-bounded frames here; `protocol::codec` gives them
-//! meaning. The group is part of every protocol id and topic ([`group_id`]). Only the event loop may hold the `Swarm` built from it.
+//! for discovery on the LAN; beyond it a relay client, rendezvous, DCUtR hole punching,
+//! AutoNAT, identify and ping) and the request-response [`CatchUpCodec`]. It decides
+//! nothing about sync: messages are opaque, size-bounded frames here; `protocol::codec`
+//! gives them meaning. The group is part of every protocol id, topic and rendezvous
+//! namespace ([`group_id`], [`rendezvous_namespace`]). Only the event loop may hold the
+//! `Swarm` built from it.
 
 use crate::protocol::codec::{decode_request, decode_response, encode_request, encode_response};
 use crate::protocol::{Request, Response};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, allow_block_list, gossipsub, mdns, request_response};
+use libp2p::{
+    StreamProtocol, allow_block_list, autonat, dcutr, gossipsub, identify, mdns, ping, relay,
+    rendezvous, request_response,
+};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +41,27 @@ pub(crate) fn group_id(topic: &str, secret: Option<&crate::secret::GroupSecret>)
             c => c,
         })
         .collect()
+}
+
+/// The identify protocol version WaveSyncDB nodes and servers announce.
+pub(crate) const IDENTIFY_PROTOCOL: &str = "/wavesyncdb/id/1";
+
+/// The rendezvous namespace a group registers under on a relay server: a hash of the
+/// group id with its own label, so the server learns neither the topic nor the secret,
+/// and a namespace cannot be mistaken for a topic or protocol id.
+pub(crate) fn rendezvous_namespace(
+    topic: &str,
+    secret: Option<&crate::secret::GroupSecret>,
+) -> rendezvous::Namespace {
+    let hashed = gossipsub::Sha256Topic::new(format!(
+        "wavesyncdb-rendezvous/1\n{}",
+        group_id(topic, secret)
+    ))
+    .hash()
+    .into_string();
+    // 44 characters of base64: always within rendezvous' 255-byte bound.
+    rendezvous::Namespace::new(format!("wavesync/{hashed}"))
+        .unwrap_or_else(|_| rendezvous::Namespace::from_static("wavesync/fallback"))
 }
 
 /// The catch-up protocol id of a group: the version and the group are part of it, so a
@@ -63,6 +90,19 @@ pub(crate) struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub catch_up: request_response::Behaviour<CatchUpCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Reservations on relay servers and circuits through them (inert without relays).
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub dcutr: dcutr::Behaviour,
+    /// Tells peers our addresses and protocols and what address they see us at (DCUtR
+    /// and AutoNAT need it).
+    pub identify: identify::Behaviour,
+    /// Whether we are reachable from outside; only with relays.
+    pub autonat: Toggle<autonat::Behaviour>,
+    /// Registration and discovery of the group's members on the relays; only with relays.
+    pub rendezvous: Toggle<rendezvous::client::Behaviour>,
+    /// Keeps idle connections through NATs alive and notices dead ones.
+    pub ping: ping::Behaviour,
 }
 
 /// Length-prefixed frames of [`Request`]s and [`Response`]s, each bounded in size.
@@ -172,5 +212,10 @@ mod tests {
         let protocol = catch_up_protocol("alpha", None);
         assert!(protocol.as_ref().starts_with("/wavesync/catchup/2/"));
         assert_ne!(protocol, FALLBACK_PROTOCOL);
+        let namespace = rendezvous_namespace("alpha", None);
+        assert_ne!(namespace, rendezvous_namespace("alpha", Some(&secret)));
+        assert_ne!(namespace, rendezvous_namespace("beta", None));
+        assert!(!namespace.to_string().contains("alpha"));
+        assert!(!namespace.to_string().contains(&open));
     }
 }

@@ -2,20 +2,32 @@
 //!
 //! It turns swarm events into [`NetEvent`]s for the driver and the driver's [`Command`]s
 //! into swarm calls, and keeps the bookkeeping that needs the swarm (request ids, response
-//! channels). It makes no sync decision and never touches the database. While the driver
-//! is behind, sending it an event waits, so the swarm is not polled and peers are slowed
-//! down by the transport instead of us dropping their messages.
+//! channels, how each peer is connected), and drives [`Relays`] (reservations, rendezvous,
+//! redials). It publishes connection [`SyncEvent`]s (never waiting on a subscriber). It
+//! makes no sync decision and never touches the database. While the driver is behind,
+//! sending it an event waits, so the swarm is not polled and peers are slowed down by the
+//! transport instead of us dropping their messages.
+//!
+//! A peer counts as connected for [`SyncEvent::PeerConnected`] on the same evidence the
+//! driver uses for group membership (it sent us gossip on the group topic, a catch-up
+//! request, or answered ours): relay servers and peers of other groups are never
+//! announced. A relay server that does not speak the group's protocol is not
+//! disconnected when the driver asks (it carries our circuits).
 
-use super::behaviour::{Behaviour, BehaviourEvent, CatchUpCodec, catch_up_protocol, gossip_topic};
+use super::behaviour::{Behaviour, BehaviourEvent, gossip_topic};
+use super::discovery::Relays;
 use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
+use crate::events::{ConnectionKind, EventBus, Reachability, SyncEvent};
 use futures::StreamExt;
-use libp2p::Transport as _;
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Swarm, gossipsub, mdns, noise, request_response, tcp, yamux};
-use std::collections::HashMap;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{PeerId, Swarm, autonat, dcutr, gossipsub, mdns, relay, rendezvous, request_response};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often relay reservations, registrations and lookups are checked.
+const RELAY_TICK: Duration = Duration::from_millis(500);
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -29,105 +41,12 @@ pub(crate) struct EventLoop {
     /// Inbound requests waiting for the driver's answer.
     inbound: HashMap<u64, request_response::ResponseChannel<crate::protocol::Response>>,
     next_inbound: u64,
-}
-
-fn build_swarm(
-    keypair: libp2p::identity::Keypair,
-    config: &NetworkConfig,
-    received_bytes: Arc<AtomicU64>,
-) -> Result<Swarm<Behaviour>, String> {
-    let codec = CatchUpCodec {
-        max_request_bytes: 64 << 10,
-        max_response_bytes: config.page_bytes * 2 + (1 << 20),
-        received_bytes,
-    };
-    let swarm_config =
-        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
-    match &config.secret {
-        None => {
-            let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
-                .with_tokio()
-                .with_tcp(
-                    tcp::Config::default().nodelay(true),
-                    noise::Config::new,
-                    yamux::Config::default,
-                )
-                .map_err(|e| format!("TCP transport: {e}"))?;
-            #[cfg(feature = "quic")]
-            let builder = builder.with_quic();
-            Ok(builder
-                .with_behaviour(|key| behaviour(key, config, codec))
-                .map_err(|e| format!("network behaviour: {e}"))?
-                .with_swarm_config(swarm_config)
-                .build())
-        }
-        Some(secret) => {
-            // Private group: the pre-shared-key handshake comes first on every TCP
-            // connection, before noise. QUIC has no PSK support, so it stays off.
-            let psk = secret.pre_shared_key();
-            Ok(libp2p::SwarmBuilder::with_existing_identity(keypair)
-                .with_tokio()
-                .with_other_transport(|key| {
-                    let noise = noise::Config::new(key)?;
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                            .and_then(move |socket, _| {
-                                libp2p::pnet::PnetConfig::new(psk).handshake(socket)
-                            })
-                            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-                            .authenticate(noise)
-                            .multiplex(yamux::Config::default())
-                            .timeout(Duration::from_secs(20)),
-                    )
-                })
-                .map_err(|e| format!("private TCP transport: {e}"))?
-                .with_behaviour(|key| behaviour(key, config, codec))
-                .map_err(|e| format!("network behaviour: {e}"))?
-                .with_swarm_config(swarm_config)
-                .build())
-        }
-    }
-}
-
-fn behaviour(
-    key: &libp2p::identity::Keypair,
-    config: &NetworkConfig,
-    codec: CatchUpCodec,
-) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
-    let gossipsub_config = gossipsub::ConfigBuilder::default()
-        .max_transmit_size(config.max_message_bytes + (64 << 10))
-        .validation_mode(gossipsub::ValidationMode::Strict)
-        // We validate before gossipsub forwards: an invalid message goes no further.
-        .validate_messages()
-        .heartbeat_interval(Duration::from_millis(500))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let gossipsub = gossipsub::Behaviour::new(
-        gossipsub::MessageAuthenticity::Signed(key.clone()),
-        gossipsub_config,
-    )?;
-    let catch_up = request_response::Behaviour::with_codec(
-        codec,
-        [(
-            catch_up_protocol(&config.topic, config.secret.as_ref()),
-            request_response::ProtocolSupport::Full,
-        )],
-        request_response::Config::default().with_request_timeout(config.request_timeout),
-    );
-    let mdns = if config.mdns {
-        Some(mdns::tokio::Behaviour::new(
-            mdns::Config::default(),
-            key.public().to_peer_id(),
-        )?)
-    } else {
-        None
-    };
-    Ok(Behaviour {
-        blocked: Default::default(),
-        gossipsub,
-        catch_up,
-        mdns: mdns.into(),
-    })
+    relays: Relays,
+    /// Every open connection, per peer, and how it travels.
+    connections: HashMap<PeerId, HashMap<ConnectionId, ConnectionKind>>,
+    /// Peers announced as connected members ([`SyncEvent::PeerConnected`]).
+    announced: HashSet<PeerId>,
+    events_bus: EventBus,
 }
 
 impl EventLoop {
@@ -142,7 +61,7 @@ impl EventLoop {
         status: Arc<Mutex<NetworkStatus>>,
         received_bytes: Arc<AtomicU64>,
     ) -> Result<EventLoop, String> {
-        let mut swarm = build_swarm(keypair, config, received_bytes)?;
+        let mut swarm = super::transport::build_swarm(keypair, config, received_bytes)?;
         let topic = gossip_topic(&config.topic, config.secret.as_ref());
         swarm
             .behaviour_mut()
@@ -179,6 +98,13 @@ impl EventLoop {
                 tracing::warn!(%address, %err, "cannot dial bootstrap peer");
             }
         }
+        let events_bus = status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .events
+            .clone();
+        let mut relays = Relays::new(config, events_bus.clone(), Instant::now());
+        relays.on_tick(&mut swarm, Instant::now());
         Ok(EventLoop {
             swarm,
             topic,
@@ -189,12 +115,19 @@ impl EventLoop {
             outbound: HashMap::new(),
             inbound: HashMap::new(),
             next_inbound: 0,
+            relays,
+            connections: HashMap::new(),
+            announced: HashSet::new(),
+            events_bus,
         })
     }
 
     pub(crate) async fn run(mut self) {
+        let mut relay_tick = tokio::time::interval(RELAY_TICK);
+        relay_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = relay_tick.tick() => self.relays.on_tick(&mut self.swarm, Instant::now()),
                 event = self.swarm.select_next_some() => {
                     if self.on_swarm_event(event).await.is_err() {
                         break;
@@ -266,7 +199,10 @@ impl EventLoop {
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
             }
             Command::Disconnect(peer) => {
-                let _ = self.swarm.disconnect_peer_id(peer);
+                // A relay server need not be of our group: it carries our circuits.
+                if !self.relays.is_relay(&peer) {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
             }
             Command::Dial(address) => {
                 if let Err(err) = self.swarm.dial(address.clone()) {
@@ -281,17 +217,85 @@ impl EventLoop {
         let forward = match event {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
+                endpoint,
                 num_established,
                 ..
             } => {
-                tracing::debug!(%peer_id, "connected");
+                let kind = if endpoint.is_relayed() {
+                    ConnectionKind::Relayed
+                } else {
+                    ConnectionKind::Direct
+                };
+                tracing::debug!(%peer_id, ?kind, "connected");
+                self.opened(peer_id, connection_id, kind);
+                self.relays.on_connected(&mut self.swarm, peer_id);
                 (num_established.get() == 1).then_some(NetEvent::Connected(peer_id))
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
-            } => (num_established == 0).then_some(NetEvent::Disconnected(peer_id)),
+            } => {
+                self.closed(peer_id, connection_id);
+                if num_established == 0 {
+                    self.relays.on_disconnected(peer_id, Instant::now());
+                }
+                (num_established == 0).then_some(NetEvent::Disconnected(peer_id))
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer_id, %error, "dial failed");
+                self.relays.on_dial_failed(peer_id, Instant::now());
+                None
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.relays.on_listener_closed(listener_id);
+                None
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                self.on_relay_client(event);
+                None
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => {
+                self.on_rendezvous(event);
+                None
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => {
+                match result {
+                    Ok(_) => {
+                        tracing::info!(peer = %remote_peer_id, "hole punched: direct connection")
+                    }
+                    Err(err) => {
+                        tracing::info!(peer = %remote_peer_id, %err, "hole punching failed; staying relayed");
+                        self.events_bus.publish(SyncEvent::UpgradeFailed {
+                            peer: remote_peer_id,
+                        });
+                    }
+                }
+                None
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => {
+                let reachability = match new {
+                    autonat::NatStatus::Public(address) => Reachability::Public(address),
+                    autonat::NatStatus::Private => Reachability::Private,
+                    autonat::NatStatus::Unknown => Reachability::Unknown,
+                };
+                tracing::info!(?reachability, "reachability changed");
+                self.events_bus
+                    .publish(SyncEvent::ReachabilityChanged(reachability));
+                None
+            }
             SwarmEvent::NewListenAddr { address, .. } => {
                 let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
                 if !status.listening.contains(&address) {
@@ -312,12 +316,15 @@ impl EventLoop {
                 propagation_source,
                 message_id,
                 message,
-            })) => Some(NetEvent::Gossip {
-                author: message.source,
-                via: propagation_source,
-                message_id,
-                data: message.data,
-            }),
+            })) => Some(self.proven(
+                propagation_source,
+                NetEvent::Gossip {
+                    author: message.source,
+                    via: propagation_source,
+                    message_id,
+                    data: message.data,
+                },
+            )),
             SwarmEvent::Behaviour(BehaviourEvent::CatchUp(event)) => self.on_catch_up(event),
             _ => None,
         };
@@ -355,7 +362,7 @@ impl EventLoop {
                 let id = self.next_inbound;
                 self.next_inbound += 1;
                 self.inbound.insert(id, channel);
-                Some(NetEvent::Request { peer, id, request })
+                Some(self.proven(peer, NetEvent::Request { peer, id, request }))
             }
             Event::Message {
                 peer,
@@ -367,11 +374,14 @@ impl EventLoop {
                 ..
             } => {
                 let token = self.outbound.remove(&request_id)?;
-                Some(NetEvent::Response {
+                Some(self.proven(
                     peer,
-                    token,
-                    response,
-                })
+                    NetEvent::Response {
+                        peer,
+                        token,
+                        response,
+                    },
+                ))
             }
             Event::OutboundFailure {
                 peer,
@@ -396,6 +406,122 @@ impl EventLoop {
                 None
             }
             Event::ResponseSent { .. } => None,
+        }
+    }
+
+    // ---- connections, relays ----
+
+    /// How `peer` travels now: direct as soon as one direct connection is open.
+    fn kind_of(&self, peer: &PeerId) -> Option<ConnectionKind> {
+        let connections = self.connections.get(peer)?;
+        if connections.values().any(|k| *k == ConnectionKind::Direct) {
+            Some(ConnectionKind::Direct)
+        } else if connections.is_empty() {
+            None
+        } else {
+            Some(ConnectionKind::Relayed)
+        }
+    }
+
+    fn set_link(&self, peer: PeerId, kind: Option<ConnectionKind>) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        match kind {
+            Some(kind) => status.links.insert(peer, kind),
+            None => status.links.remove(&peer),
+        };
+    }
+
+    fn opened(&mut self, peer: PeerId, connection: ConnectionId, kind: ConnectionKind) {
+        let before = self.kind_of(&peer);
+        self.connections
+            .entry(peer)
+            .or_default()
+            .insert(connection, kind);
+        let after = self.kind_of(&peer);
+        self.set_link(peer, after);
+        if before == Some(ConnectionKind::Relayed)
+            && after == Some(ConnectionKind::Direct)
+            && self.announced.contains(&peer)
+        {
+            self.events_bus
+                .publish(SyncEvent::ConnectionUpgraded { peer });
+        }
+    }
+
+    fn closed(&mut self, peer: PeerId, connection: ConnectionId) {
+        if let Some(connections) = self.connections.get_mut(&peer) {
+            connections.remove(&connection);
+            if connections.is_empty() {
+                self.connections.remove(&peer);
+            }
+        }
+        let kind = self.kind_of(&peer);
+        self.set_link(peer, kind);
+        if kind.is_none() && self.announced.remove(&peer) {
+            self.events_bus
+                .publish(SyncEvent::PeerDisconnected { peer });
+        }
+    }
+
+    /// `peer` has shown it speaks our group's protocol: announce it once per connection.
+    fn proven(&mut self, peer: PeerId, event: NetEvent) -> NetEvent {
+        if let Some(connection) = self.kind_of(&peer)
+            && self.announced.insert(peer)
+        {
+            self.events_bus
+                .publish(SyncEvent::PeerConnected { peer, connection });
+        }
+        event
+    }
+
+    fn on_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } => {
+                self.relays.on_reserved(&mut self.swarm, relay_peer_id);
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::debug!(relay = %relay_peer_id, "circuit to a peer opened");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "a peer opened a circuit to us");
+            }
+        }
+    }
+
+    fn on_rendezvous(&mut self, event: rendezvous::client::Event) {
+        use rendezvous::client::Event;
+        match event {
+            Event::Registered {
+                rendezvous_node,
+                ttl,
+                ..
+            } => {
+                tracing::info!(relay = %rendezvous_node, "registered the group on the relay");
+                self.relays.on_registered(rendezvous_node, ttl);
+            }
+            Event::RegisterFailed {
+                rendezvous_node,
+                error,
+                ..
+            } => {
+                tracing::warn!(relay = %rendezvous_node, ?error, "the relay refused our registration");
+            }
+            Event::Discovered {
+                rendezvous_node,
+                registrations,
+                ..
+            } => {
+                self.relays
+                    .on_discovered(&mut self.swarm, rendezvous_node, registrations);
+            }
+            Event::DiscoverFailed {
+                rendezvous_node,
+                error,
+                ..
+            } => {
+                tracing::debug!(relay = %rendezvous_node, ?error, "lookup on the relay failed");
+            }
+            Event::Expired { .. } => {}
         }
     }
 }

@@ -10,19 +10,28 @@
 //!   applies received ones, exchanges heads and pulls what is missing, and serves peers'
 //!   pulls from the log.
 //!
+//! Beyond the LAN, the event loop also keeps this node on its relay servers
+//! ([`discovery`]): a circuit reservation, a rendezvous registration under the group's
+//! namespace, and dials to the members it discovers there; libp2p's DCUtR then upgrades
+//! relayed connections to direct ones where both NATs let a hole be punched.
+//!
 //! Every channel is bounded: a slow database slows the event loop, which stops reading
 //! from peers (back-pressure); nothing is dropped on our side. Dropping the last
 //! `WaveSyncDb` handle, or `shutdown()`, stops both tasks and the thread.
 
 pub(crate) mod behaviour;
+mod discovery;
 mod driver;
 mod event_loop;
 mod pull;
+mod transport;
 
 use crate::clock::NodeId;
 use crate::error::Error;
+use crate::events::{ConnectionKind, EventBus, SyncEvent};
 use crate::protocol::{Request, Response};
 use crate::replica::Shared;
+pub(crate) use discovery::check_relay_addresses;
 use libp2p::{Multiaddr, PeerId};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,6 +46,10 @@ pub(crate) struct NetworkConfig {
     pub topic: String,
     pub listen: Vec<Multiaddr>,
     pub bootstrap: Vec<Multiaddr>,
+    /// Relay and rendezvous servers, each address ending in `/p2p/<server id>`.
+    pub relays: Vec<Multiaddr>,
+    /// How often the members registered on the relays are looked up again.
+    pub discovery_interval: Duration,
     pub mdns: bool,
     pub heads_interval: Duration,
     pub max_message_bytes: usize,
@@ -56,6 +69,8 @@ impl NetworkConfig {
                     .expect("valid multiaddr literal"),
             ],
             bootstrap: Vec::new(),
+            relays: Vec::new(),
+            discovery_interval: Duration::from_secs(10),
             mdns: true,
             heads_interval: Duration::from_secs(5),
             max_message_bytes: 1 << 20,
@@ -139,6 +154,8 @@ pub(crate) struct PeerState {
     pub rejected: u64,
     /// Refused until then, after too many invalid messages.
     pub banned_until: Option<std::time::Instant>,
+    /// The catch-up from this peer now running: (done, total).
+    pub catch_up: Option<(u64, u64)>,
 }
 
 /// What the engine knows, for `peers()` and `sync_status()`.
@@ -147,12 +164,67 @@ pub(crate) struct NetworkStatus {
     pub listening: Vec<Multiaddr>,
     /// The peers of our group, connected or not.
     pub peers: BTreeMap<PeerId, PeerState>,
+    /// How each connected peer is reached (any peer, member or not; kept by the event
+    /// loop): direct as soon as one direct connection is open.
+    pub links: BTreeMap<PeerId, ConnectionKind>,
+    /// Where connection and catch-up events go ([`crate::WaveSyncDb::sync_events`]).
+    pub events: EventBus,
+}
+
+impl NetworkStatus {
+    /// How `peer` is connected now, if it is.
+    pub(crate) fn link(&self, peer: &PeerId) -> Option<ConnectionKind> {
+        self.links.get(peer).copied()
+    }
+
+    /// Records what `peer` says it has applied and tells subscribers
+    /// ([`SyncEvent::HeadsUpdated`]). For the heads code (pull.rs `on_heads`), in place of
+    /// writing `peers[peer].heads` directly.
+    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
+    pub(crate) fn record_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
+        self.peers.entry(peer).or_default().heads = heads;
+        self.events.publish(SyncEvent::HeadsUpdated { peer });
+    }
+
+    /// A catch-up of `total` transactions from `peer` starts. Called by the pull code.
+    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
+    pub(crate) fn catch_up_started(&mut self, peer: PeerId, total: u64) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.catch_up = Some((0, total));
+        }
+        self.events
+            .publish(SyncEvent::CatchUpStarted { peer, total });
+    }
+
+    /// `done` of `total` transactions from `peer` are applied. Called by the pull code
+    /// after each applied page; never waits.
+    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
+    pub(crate) fn catch_up_progress(&mut self, peer: PeerId, done: u64, total: u64) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.catch_up = Some((done, total));
+        }
+        self.events
+            .publish(SyncEvent::CatchUpProgress { peer, done, total });
+    }
+
+    /// The catch-up from `peer` ended (complete, failed, or the peer left) after `done`
+    /// transactions. Called by the pull code.
+    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
+    pub(crate) fn catch_up_finished(&mut self, peer: PeerId, done: u64) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.catch_up = None;
+        }
+        self.events
+            .publish(SyncEvent::CatchUpFinished { peer, done });
+    }
 }
 
 /// The running engine. Dropping it stops the engine.
 pub(crate) struct EngineHandle {
     pub peer_id: PeerId,
     pub status: Arc<Mutex<NetworkStatus>>,
+    /// The sync events' bus (also in the status, for the driver).
+    pub events: EventBus,
     commands: async_channel::Sender<Command>,
     stop: async_channel::Sender<()>,
     stopped: async_channel::Receiver<()>,
@@ -211,7 +283,12 @@ pub(crate) async fn start(
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let (stopped_tx, stopped_rx) = async_channel::bounded::<()>(1);
     let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), String>>(1);
-    let status = Arc::new(Mutex::new(NetworkStatus::default()));
+    let events = EventBus::default();
+    let status = Arc::new(Mutex::new(NetworkStatus {
+        events: events.clone(),
+        ..NetworkStatus::default()
+    }));
+    let closing = events.clone();
     let outbox = shared.open_outbox();
     let driver = driver::Driver::new(
         keypair.clone(),
@@ -239,8 +316,10 @@ pub(crate) async fn start(
     std::thread::Builder::new()
         .name("wavesync-engine".into())
         .spawn(move || {
-            // Dropped when the thread ends, which closes the channel `shutdown` waits on.
+            // Dropped when the thread ends, which closes the channel `shutdown` waits on,
+            // and ends every sync-event subscription.
             let _stopped = stopped_tx;
+            let _closing = CloseOnDrop(closing);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -295,10 +374,20 @@ pub(crate) async fn start(
     Ok(EngineHandle {
         peer_id,
         status,
+        events,
         commands: commands_tx,
         stop: stop_tx,
         stopped: stopped_rx,
     })
+}
+
+/// Closes the event bus when the engine thread ends, however it ends.
+struct CloseOnDrop(EventBus);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 fn listening(status: &Mutex<NetworkStatus>) -> String {
@@ -309,4 +398,43 @@ fn listening(status: &Mutex<NetworkStatus>) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_up_hooks_keep_progress_in_the_status_and_tell_subscribers() {
+        let mut status = NetworkStatus::default();
+        let mut events = status.events.subscribe();
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        status.record_heads(
+            peer,
+            vec![(NodeId::from_peer_id_bytes(&peer.to_bytes()), 7)],
+        );
+        status.catch_up_started(peer, 7);
+        status.catch_up_progress(peer, 5, 7);
+        assert_eq!(status.peers[&peer].catch_up, Some((5, 7)));
+        status.catch_up_finished(peer, 7);
+        assert_eq!(status.peers[&peer].catch_up, None);
+        let seen: Vec<SyncEvent> = std::iter::from_fn(|| events.try_recv())
+            .map(|e| e.expect("no lag"))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                SyncEvent::HeadsUpdated { peer },
+                SyncEvent::CatchUpStarted { peer, total: 7 },
+                SyncEvent::CatchUpProgress {
+                    peer,
+                    done: 5,
+                    total: 7
+                },
+                SyncEvent::CatchUpFinished { peer, done: 7 },
+            ]
+        );
+    }
 }

@@ -193,3 +193,56 @@ fn peers_that_know_only_the_relay_find_each_other_and_sync() {
     });
     drop(server);
 }
+
+#[test]
+fn a_catch_up_is_pushed_as_started_progress_and_finished() {
+    smol::block_on(async {
+        use sea_orm::{EntityTrait, TransactionTrait};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let a = TestPeer::start(&dir.path().join("a.db"), &[]).await;
+        for start in (0..600).step_by(100) {
+            let txn = a.db.begin().await.unwrap();
+            task::Entity::insert_many(
+                (start..start + 100)
+                    .map(|i| wavesyncdb_integration_tests::new_task(&format!("t{i:04}"), "row")),
+            )
+            .exec(&txn)
+            .await
+            .unwrap();
+            txn.commit().await.unwrap();
+        }
+        // After a restart these are only in A's log: B gets them by catch-up, not live.
+        a.close().await;
+        let a = TestPeer::start(&dir.path().join("a.db"), &[]).await;
+        let a_id = a.db.peer_id().expect("a has a network");
+        // B's events are subscribed before B connects to anyone.
+        let b = TestPeer::start(&dir.path().join("b.db"), &[]).await;
+        let mut events = b.db.sync_events();
+        b.db.dial(a.address()).await.expect("dial a");
+        let started = next_matching(
+            &mut events,
+            |e| matches!(e, SyncEvent::CatchUpStarted { peer, .. } if *peer == a_id),
+        )
+        .await;
+        assert_eq!(
+            started,
+            SyncEvent::CatchUpStarted {
+                peer: a_id,
+                total: 6
+            }
+        );
+        let finished = next_matching(
+            &mut events,
+            |e| matches!(e, SyncEvent::CatchUpFinished { peer, .. } if *peer == a_id),
+        )
+        .await;
+        assert_eq!(
+            finished,
+            SyncEvent::CatchUpFinished {
+                peer: a_id,
+                done: 6
+            }
+        );
+        assert_converge(&[&a, &b], WAIT).await;
+    });
+}

@@ -103,6 +103,8 @@ pub(crate) struct Driver {
     /// Whether this node's own numbers are confirmed, or held back while it takes back
     /// transactions an earlier life of it issued (`protocol::recovery`).
     pub(super) recovery: Recovery,
+    /// Per peer pulled from: transactions applied and asked for in its current catch-up.
+    pub(super) catch_ups: HashMap<PeerId, (u64, u64)>,
 }
 
 impl Driver {
@@ -138,6 +140,7 @@ impl Driver {
             group,
             attested: Attested::new(MAX_HEADS),
             recovery,
+            catch_ups: HashMap::new(),
         }
     }
 
@@ -418,6 +421,7 @@ impl Driver {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
+        self.end_idle_catch_ups();
         if self.recovery.state() == RecoveryState::Recovering
             && !self.pulls.contains_key(&self.shared.node_id)
         {

@@ -180,14 +180,12 @@ impl NetworkStatus {
     /// Records what `peer` says it has applied and tells subscribers
     /// ([`SyncEvent::HeadsUpdated`]). For the heads code (pull.rs `on_heads`), in place of
     /// writing `peers[peer].heads` directly.
-    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
     pub(crate) fn record_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
         self.peers.entry(peer).or_default().heads = heads;
         self.events.publish(SyncEvent::HeadsUpdated { peer });
     }
 
     /// A catch-up of `total` transactions from `peer` starts. Called by the pull code.
-    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
     pub(crate) fn catch_up_started(&mut self, peer: PeerId, total: u64) {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.catch_up = Some((0, total));
@@ -198,7 +196,6 @@ impl NetworkStatus {
 
     /// `done` of `total` transactions from `peer` are applied. Called by the pull code
     /// after each applied page; never waits.
-    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
     pub(crate) fn catch_up_progress(&mut self, peer: PeerId, done: u64, total: u64) {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.catch_up = Some((done, total));
@@ -209,7 +206,6 @@ impl NetworkStatus {
 
     /// The catch-up from `peer` ended (complete, failed, or the peer left) after `done`
     /// transactions. Called by the pull code.
-    #[allow(dead_code)] // Wired by the catch-up code (pull.rs).
     pub(crate) fn catch_up_finished(&mut self, peer: PeerId, done: u64) {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.catch_up = None;

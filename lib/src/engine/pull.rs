@@ -94,7 +94,7 @@ impl Driver {
 
     async fn on_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
         let heads = bounded_heads(heads);
-        self.status().peers.entry(peer).or_default().heads = heads.clone();
+        self.status().record_heads(peer, heads.clone());
         let ours: HashMap<NodeId, u64> = match log::heads(&self.shared.engine_conn).await {
             Ok(ours) => ours.into_iter().collect(),
             Err(err) => {
@@ -131,6 +131,18 @@ impl Driver {
 
     async fn start_pull(&mut self, peer: PeerId, need: Need) {
         tracing::debug!(%peer, origin = %need.origin, after = need.after, through = need.through, "catching up");
+        let span = need.through.saturating_sub(need.after);
+        match self.catch_ups.get_mut(&peer) {
+            Some((done, total)) => {
+                *total = total.saturating_add(span);
+                let (done, total) = (*done, *total);
+                self.status().catch_up_progress(peer, done, total);
+            }
+            None => {
+                self.catch_ups.insert(peer, (0, span));
+                self.status().catch_up_started(peer, span);
+            }
+        }
         let token = self.token(Pending::Pull {
             origin: need.origin,
         });
@@ -231,6 +243,7 @@ impl Driver {
             .await;
         }
         // The page's transactions commit together: one database transaction per page.
+        let applied_sets = sets.len() as u64;
         let applied = if origin == self.shared.node_id {
             crate::apply::apply_recovered_batch(&self.shared, sets).await
         } else if sets.is_empty() {
@@ -242,7 +255,13 @@ impl Driver {
             tracing::warn!(%origin, %peer, %err, "catch-up stopped: a page could not be applied");
             self.pulls.remove(&origin);
             self.rejected_change_set(peer, &err).await;
+            self.end_idle_catch_ups();
             return;
+        }
+        if let Some((done, total)) = self.catch_ups.get_mut(&peer) {
+            *done = done.saturating_add(applied_sets).min(*total);
+            let (done, total) = (*done, *total);
+            self.status().catch_up_progress(peer, done, total);
         }
         if next.is_none()
             && let Some(pull) = self.pulls.remove(&origin)
@@ -251,6 +270,23 @@ impl Driver {
             if origin == self.shared.node_id {
                 let step = self.recovery.on_pull_end(true);
                 self.recovery_step(None, step).await;
+            }
+            self.end_idle_catch_ups();
+        }
+    }
+
+    /// Ends the catch-up of every peer that no pull is running from any more (finished,
+    /// failed, or the peer left): reported as `SyncEvent::CatchUpFinished`.
+    pub(super) fn end_idle_catch_ups(&mut self) {
+        let idle: Vec<PeerId> = self
+            .catch_ups
+            .keys()
+            .filter(|peer| !self.pulls.values().any(|pull| pull.peer == **peer))
+            .copied()
+            .collect();
+        for peer in idle {
+            if let Some((done, _)) = self.catch_ups.remove(&peer) {
+                self.status().catch_up_finished(peer, done);
             }
         }
     }

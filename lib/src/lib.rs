@@ -52,3 +52,4 @@ pub use secret::{GroupSecret, SecretError};
 pub use status::{PeerInfo, SyncStatus};
 pub use transaction::{ResultStream, WaveSyncTransaction};
 pub use value::{CellValue, MAX_CELL_BYTES};
+pub use wavesyncdb_derive::SyncEntity;

@@ -105,8 +105,8 @@ impl WaveSyncDb {
     ///     .without_network()
     ///     .build()
     ///     .await?;
-    /// let this_crate = module_path!().split("::").next().unwrap();
-    /// let registry = db.get_schema_registry(&format!("{this_crate}::entity::*"));
+    /// // SeaORM's style: every entity under a module (here `entity`, beside this code).
+    /// let registry = db.get_schema_registry(concat!(module_path!(), "::entity::*"));
     /// assert_eq!(registry.table_names(), ["tasks"]);
     /// registry.sync().await?;
     ///

@@ -17,7 +17,8 @@ use wavesyncdb::WaveSyncDb;
 /// box, a filter toggle), like Dioxus's `use_memo`.
 ///
 /// `query` builds a SeaORM [`Select`] of `E` with any `filter`, `order_by`, `limit` or
-/// join. The tables it reads are taken from the query itself (SeaORM's query audit): a
+/// join. As with `use_memo`, the closure of the first render is the one kept: what may
+/// change belongs in signals (or props read as signals) that the closure reads. The tables it reads are taken from the query itself (SeaORM's query audit): a
 /// change to any of them re-runs it, a change elsewhere does not. A query the audit cannot
 /// read (one that embeds raw SQL as a table, say) re-runs on every change instead.
 ///

@@ -1,37 +1,37 @@
+//! The database as Dioxus context: provided once at the root, read by every hook.
+//!
+//! Owns [`provide_db`], [`use_db`] and [`try_use_db`]. The context holds a [`WaveSyncDb`]
+//! handle (an `Arc` inside, cheap to clone): components get their own clone, so nothing is
+//! leaked and the database shuts down when the app drops its last handle. It never opens
+//! a database itself.
+
 use dioxus::prelude::*;
 use wavesyncdb::WaveSyncDb;
 
 /// The database as Dioxus context holds it.
-#[derive(Clone, Copy)]
-pub(crate) struct DbContext(pub(crate) &'static WaveSyncDb);
+#[derive(Clone)]
+pub(crate) struct DbContext(pub(crate) WaveSyncDb);
 
-/// Provides `db` to this component and its descendants, for [`use_db`]. [`launch`]
-/// (feature `desktop`) does it for you; call this yourself with another renderer or in
-/// tests, from the root component.
-///
-/// A `&'static` handle makes hooks and event handlers free to copy it into tasks; make
-/// one with `Box::leak(Box::new(db))` once per process (the database lives as long as
-/// the app).
+/// Provides `db` to this component and its descendants, for [`use_db`], and returns it.
+/// [`launch`] (feature `desktop`) does it for you; call this yourself with another
+/// renderer or in tests, from the root component (inside `use_hook`, so it runs once).
 ///
 /// # Example
 ///
 /// ```rust,no_run
 /// use dioxus::prelude::*;
-/// use std::sync::OnceLock;
 /// use wavesyncdb::WaveSyncDb;
 /// use wavesyncdb_dioxus::{provide_db, use_db};
 ///
-/// /// Opened in `main` before the renderer starts.
-/// static DB: OnceLock<WaveSyncDb> = OnceLock::new();
+/// /// Any renderer: hand the opened database to the root as root context.
+/// fn app(db: WaveSyncDb) -> VirtualDom {
+///     VirtualDom::new(Root).with_root_context(db)
+/// }
 ///
 /// #[component]
 /// fn Root() -> Element {
-///     let opened = use_hook(|| DB.get().map(provide_db).is_some());
-///     if opened {
-///         rsx! { Child {} }
-///     } else {
-///         rsx! { "the database is not open" }
-///     }
+///     use_hook(|| provide_db(consume_context::<WaveSyncDb>()));
+///     rsx! { Child {} }
 /// }
 ///
 /// #[component]
@@ -42,12 +42,13 @@ pub(crate) struct DbContext(pub(crate) &'static WaveSyncDb);
 /// ```
 ///
 /// [`launch`]: crate#launching-a-desktop-app
-pub fn provide_db(db: &'static WaveSyncDb) -> &'static WaveSyncDb {
+pub fn provide_db(db: WaveSyncDb) -> WaveSyncDb {
     provide_context(DbContext(db)).0
 }
 
 /// The database provided by [`launch`](crate#launching-a-desktop-app) or
-/// [`provide_db`].
+/// [`provide_db`]: a handle of its own (a cheap clone) that the component may move into
+/// event handlers and tasks.
 ///
 /// # Panics
 ///
@@ -67,7 +68,7 @@ pub fn provide_db(db: &'static WaveSyncDb) -> &'static WaveSyncDb {
 /// }
 /// ```
 #[track_caller]
-pub fn use_db() -> &'static WaveSyncDb {
+pub fn use_db() -> WaveSyncDb {
     match try_use_db() {
         Some(db) => db,
         None => panic!(
@@ -95,6 +96,6 @@ pub fn use_db() -> &'static WaveSyncDb {
 /// }
 /// ```
 #[track_caller]
-pub fn try_use_db() -> Option<&'static WaveSyncDb> {
+pub fn try_use_db() -> Option<WaveSyncDb> {
     use_hook(|| try_consume_context::<DbContext>().map(|context| context.0))
 }

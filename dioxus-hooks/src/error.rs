@@ -16,6 +16,14 @@ pub enum LaunchError {
     )]
     Open(#[source] wavesyncdb::Error),
 
+    /// The tokio runtime the database is opened on (feature `runtime-tokio`) could not
+    /// be started.
+    #[error(
+        "could not start the tokio runtime to open the database on: {0}. The system may be \
+         out of threads or memory"
+    )]
+    Runtime(#[source] std::io::Error),
+
     /// The app's `setup` function failed.
     #[error(
         "the setup function passed to launch() failed: {0}. It usually registers the \

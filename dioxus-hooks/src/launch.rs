@@ -1,4 +1,8 @@
 //! Starting a Dioxus desktop app on a WaveSyncDB database (feature `desktop`).
+//!
+//! Owns opening the database and running the app's setup before the window exists, and
+//! handing the database to the app as context. It never keeps a handle of its own beyond
+//! the context: the database shuts down when the app's last handle goes.
 
 use crate::error::{LaunchError, SetupError};
 use dioxus::prelude::*;
@@ -6,9 +10,10 @@ use std::future::Future;
 use wavesyncdb::{WaveSyncDb, WaveSyncDbBuilder};
 
 /// Opens the database at `url`, syncing with the peers of `topic`, runs `setup` (register
-/// your entities there), provides the database to every component ([`use_db`]) and opens
-/// the desktop window. Returns when the window closes. The app needs no async runtime of
-/// its own: the database is opened on the calling thread before the window exists.
+/// your entities there; it gets a handle of its own), provides the database to every
+/// component ([`use_db`]) and opens the desktop window. The app needs no async runtime of
+/// its own: the database is opened on the calling thread before the window exists (with
+/// the feature `runtime-tokio`, on the tokio runtime the window then runs on).
 ///
 /// If the database cannot be opened or `setup` fails, the error is logged and printed to
 /// standard error, and the process exits with status 1; use [`try_launch`] to handle it.
@@ -44,10 +49,11 @@ use wavesyncdb::{WaveSyncDb, WaveSyncDbBuilder};
 /// #[allow(non_snake_case)]
 /// fn App() -> Element {
 ///     let db = use_db();
-///     let tasks = use_synced_table::<task::Entity>(db); // every row, ordered by key
-///     let status = use_sync_status(db);                 // connected peers, how far behind
+///     let tasks = use_synced_table::<task::Entity>(&db); // every row, ordered by key
+///     let status = use_sync_status(&db);                 // connected peers, how far behind
 ///     rsx! {
 ///         if let Some(s) = status.read().as_ref() { p { "{s.connected_peers} peers" } }
+///         if let Some(error) = tasks.read().error() { p { "could not load: {error}" } }
 ///         for task in tasks.read().iter() {
 ///             p { key: "{task.id}", "{task.title}" }
 ///         }
@@ -58,7 +64,7 @@ use wavesyncdb::{WaveSyncDb, WaveSyncDbBuilder};
 /// [`use_db`]: crate::use_db
 pub fn launch<F, Fut>(url: &str, topic: &str, setup: F, app: fn() -> Element)
 where
-    F: FnOnce(&'static WaveSyncDb) -> Fut,
+    F: FnOnce(WaveSyncDb) -> Fut,
     Fut: Future<Output = Result<(), SetupError>>,
 {
     let result = try_launch_with(
@@ -99,7 +105,7 @@ pub fn launch_with<F, Fut>(
     setup: F,
     app: fn() -> Element,
 ) where
-    F: FnOnce(&'static WaveSyncDb) -> Fut,
+    F: FnOnce(WaveSyncDb) -> Fut,
     Fut: Future<Output = Result<(), SetupError>>,
 {
     exit_on_error(try_launch_with(builder, launcher, setup, app));
@@ -132,7 +138,7 @@ pub fn try_launch<F, Fut>(
     app: fn() -> Element,
 ) -> Result<(), LaunchError>
 where
-    F: FnOnce(&'static WaveSyncDb) -> Fut,
+    F: FnOnce(WaveSyncDb) -> Fut,
     Fut: Future<Output = Result<(), SetupError>>,
 {
     try_launch_with(
@@ -168,21 +174,47 @@ pub fn try_launch_with<F, Fut>(
     app: fn() -> Element,
 ) -> Result<(), LaunchError>
 where
-    F: FnOnce(&'static WaveSyncDb) -> Fut,
+    F: FnOnce(WaveSyncDb) -> Fut,
     Fut: Future<Output = Result<(), SetupError>>,
 {
-    // The core runs on any executor: a plain `block_on` opens the database and runs the
-    // setup before the renderer starts its own runtime.
-    let db = futures::executor::block_on(builder.build()).map_err(LaunchError::Open)?;
-    // One database for the life of the process; `&'static` lets components copy it into
-    // event handlers and tasks freely.
-    let db: &'static WaveSyncDb = Box::leak(Box::new(db));
-    futures::executor::block_on(setup(db)).map_err(LaunchError::Setup)?;
+    let opener = Opener::new().map_err(LaunchError::Runtime)?;
+    // With `runtime-tokio` the runtime stays entered while the window runs, so the
+    // desktop renderer adopts it instead of starting a second one, and the database's
+    // driver finds it on every call.
+    #[cfg(feature = "runtime-tokio")]
+    let _entered = opener.enter();
+    let db = opener
+        .block_on(builder.build())
+        .map_err(LaunchError::Open)?;
+    opener
+        .block_on(setup(db.clone()))
+        .map_err(LaunchError::Setup)?;
     tracing::info!(node_id = %db.node_id(), "WaveSyncDB open; launching the Dioxus app");
     launcher
-        .with_context_provider(move || Box::new(crate::context::DbContext(db)))
+        .with_context_provider(move || Box::new(crate::context::DbContext(db.clone())))
         .launch(app);
     Ok(())
+}
+
+/// What the database is opened on: a multi-thread tokio runtime with `runtime-tokio`
+/// (sqlx's tokio driver needs one for every call).
+#[cfg(feature = "runtime-tokio")]
+type Opener = tokio::runtime::Runtime;
+
+/// What the database is opened on: the calling thread, as any executor would (the core
+/// needs no runtime of its own).
+#[cfg(not(feature = "runtime-tokio"))]
+struct Opener;
+
+#[cfg(not(feature = "runtime-tokio"))]
+impl Opener {
+    fn new() -> std::io::Result<Opener> {
+        Ok(Opener)
+    }
+
+    fn block_on<F: Future>(&self, future: F) -> F::Output {
+        futures::executor::block_on(future)
+    }
 }
 
 fn exit_on_error(result: Result<(), LaunchError>) {

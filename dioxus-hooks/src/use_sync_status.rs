@@ -1,6 +1,7 @@
-use crate::watch::next_change;
+use crate::watch::{next_change, sleep};
 use dioxus::prelude::*;
 use futures::future::{Either, select};
+use std::borrow::Borrow;
 use std::pin::pin;
 use std::time::Duration;
 use wavesyncdb::{SyncStatus, WaveSyncDb};
@@ -33,9 +34,11 @@ pub const SYNC_STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// }
 /// ```
 #[track_caller]
-pub fn use_sync_status(db: &'static WaveSyncDb) -> ReadSignal<Option<SyncStatus>> {
+pub fn use_sync_status(db: impl Borrow<WaveSyncDb>) -> ReadSignal<Option<SyncStatus>> {
     let mut status = use_signal(|| None);
+    let db = db.borrow();
     use_hook(move || {
+        let db = db.clone();
         let mut changes = db.subscribe();
         spawn(async move {
             loop {
@@ -50,7 +53,7 @@ pub fn use_sync_status(db: &'static WaveSyncDb) -> ReadSignal<Option<SyncStatus>
                     }
                 }
                 let timer_first = {
-                    let tick = pin!(async_io::Timer::after(SYNC_STATUS_INTERVAL));
+                    let tick = pin!(sleep(SYNC_STATUS_INTERVAL));
                     let change = pin!(next_change(&mut changes, |_| true));
                     matches!(select(tick, change).await, Either::Left(_))
                 };

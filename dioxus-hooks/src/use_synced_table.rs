@@ -1,19 +1,25 @@
-use crate::watch::next_change;
+//! [`use_synced_table`]: every row of one synced table, as a signal.
+
+use crate::synced::{Synced, watch};
 use dioxus::prelude::*;
 use sea_orm::{DbErr, EntityTrait, Iterable, PrimaryKeyToColumn, QueryOrder};
+use std::borrow::Borrow;
 use wavesyncdb::WaveSyncDb;
 
 /// A signal of every row of the synced table of `E`, ordered by primary key, kept up to
 /// date with local writes and with changes applied from peers.
 ///
+/// The value is a [`Synced`]: it dereferences to the rows (`tasks.read().iter()`), says
+/// whether the first load is still [`loading`](Synced::loading), and holds the
+/// [`error`](Synced::error) of the last load if it failed (the last rows stay shown, and
+/// the next change of the table retries). `db` is the database from
+/// [`use_db`](crate::use_db), by value or by reference.
+///
 /// The hook subscribes to the change bus *before* its first load, so no change can fall
 /// between the load and the subscription. It reloads only when a notification names this
 /// table, and coalesces bursts: a thousand remote writes in a row cost a handful of
 /// reloads, not a thousand. A reload that finds the same rows does not touch the signal,
-/// so it re-renders nothing. The signal starts empty and fills after the first load.
-///
-/// A failed load is logged (`tracing`, at `warn`) and the last rows stay shown; the next
-/// change retries.
+/// so it re-renders nothing.
 ///
 /// # Example
 ///
@@ -37,8 +43,9 @@ use wavesyncdb::WaveSyncDb;
 /// #[component]
 /// fn TaskList() -> Element {
 ///     let db = use_db();
-///     let tasks = use_synced_table::<task::Entity>(db);
+///     let tasks = use_synced_table::<task::Entity>(&db);
 ///     rsx! {
+///         if tasks.read().loading() { p { "loading…" } }
 ///         for task in tasks.read().iter() {
 ///             p { key: "{task.id}", "{task.title}" }
 ///         }
@@ -46,33 +53,24 @@ use wavesyncdb::WaveSyncDb;
 /// }
 /// ```
 #[track_caller]
-pub fn use_synced_table<E>(db: &'static WaveSyncDb) -> ReadSignal<Vec<E::Model>>
+pub fn use_synced_table<E>(db: impl Borrow<WaveSyncDb>) -> ReadSignal<Synced<Vec<E::Model>>>
 where
     E: EntityTrait,
     E::Model: PartialEq + 'static,
 {
-    let mut rows = use_signal(Vec::new);
-    use_hook(move || {
+    let state = use_signal(|| Synced::loading_with(Vec::new()));
+    let db = db.borrow();
+    use_hook(|| {
         let table = E::default().table_name().to_owned();
-        // Subscribe first, here in the hook, before the load task even exists: every
-        // change committed after this line wakes the task, so none is lost.
-        let mut changes = db.subscribe();
-        spawn(async move {
-            loop {
-                match load_all::<E>(db).await {
-                    Ok(loaded) => {
-                        if *rows.peek() != loaded {
-                            rows.set(loaded);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%table, %error, "could not load the synced table; keeping the last rows");
-                    }
-                }
-                next_change(&mut changes, |change| change.table == table).await;
-            }
-        });
-        ReadSignal::from(rows)
+        let relevant = table.clone();
+        watch(
+            db.clone(),
+            state,
+            format!("table {table}"),
+            move |change| change.table == relevant,
+            |db| async move { load_all::<E>(&db).await },
+        );
+        ReadSignal::from(state)
     })
 }
 

@@ -5,6 +5,10 @@
 //! bus is quiet for [`QUIET`] or [`MAX_DELAY`] has passed. A burst of a thousand remote
 //! writes thus costs a handful of reloads, and a single change is shown within `QUIET`.
 //! It never reads the database: the hooks reload, the bus only says when.
+//!
+//! Timers follow the crate's runtime feature: tokio's with `runtime-tokio` (the desktop
+//! renderer runs on tokio), otherwise `async-io`'s, which runs on its own reactor thread
+//! and so works under any executor.
 
 use futures::future::{Either, select};
 use std::pin::pin;
@@ -49,12 +53,20 @@ async fn settle(subscription: &mut ChangeSubscription) {
         if left.is_zero() {
             return;
         }
-        // `async-io`'s timer runs on its own reactor thread, so this works under the
-        // desktop renderer's tokio, under smol, or any other executor.
-        let quiet = pin!(async_io::Timer::after(QUIET.min(left)));
+        let quiet = pin!(sleep(QUIET.min(left)));
         match select(pin!(subscription.recv()), quiet).await {
             Either::Left(_) => {} // more changes: keep absorbing
             Either::Right(_) => return,
         }
+    }
+}
+
+/// Waits for `period`, on the runtime the crate is built for.
+pub(crate) async fn sleep(period: Duration) {
+    #[cfg(feature = "runtime-tokio")]
+    tokio::time::sleep(period).await;
+    #[cfg(not(feature = "runtime-tokio"))]
+    {
+        async_io::Timer::after(period).await;
     }
 }

@@ -8,12 +8,12 @@ use wavesyncdb::WaveSyncDb;
 use wavesyncdb_dioxus::use_sync_status;
 
 #[derive(Clone)]
-struct Db(&'static WaveSyncDb);
+struct Db(WaveSyncDb);
 
 #[allow(non_snake_case)]
 fn Status() -> Element {
     let Db(db) = use_context::<Db>();
-    let status = use_sync_status(db);
+    let status = use_sync_status(&db);
     match status.read().as_ref() {
         Some(s) => {
             rsx! { p { "peers={s.connected_peers} behind={s.behind} heads={s.heads.len()}" } }
@@ -26,7 +26,7 @@ fn Status() -> Element {
 fn shows_the_status_and_follows_local_commits() {
     smol::block_on(async {
         let peer = Peer::open().await;
-        let mut dom = dom_with(Status, Db(peer.db));
+        let mut dom = dom_with(Status, Db(peer.db.clone()));
         render_until(&mut dom, "the first status", |h| {
             h.contains("peers=0 behind=0 heads=0")
         })

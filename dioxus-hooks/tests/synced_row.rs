@@ -14,7 +14,7 @@ use wavesyncdb_dioxus::use_synced_row;
 
 #[derive(Clone)]
 struct Harness {
-    db: &'static WaveSyncDb,
+    db: WaveSyncDb,
     renders: Rc<Cell<usize>>,
 }
 
@@ -22,7 +22,7 @@ struct Harness {
 fn OneTask() -> Element {
     let harness = use_context::<Harness>();
     harness.renders.set(harness.renders.get() + 1);
-    let task = use_synced_row::<task::Entity>(harness.db, "a".to_owned());
+    let task = use_synced_row::<task::Entity>(&harness.db, "a".to_owned());
     match task.read().as_ref() {
         Some(task) => rsx! { p { "row=({task.title})" } },
         None => rsx! { p { "row=none" } },
@@ -46,7 +46,7 @@ fn follows_one_row_until_it_is_deleted() {
         let peer = Peer::open().await;
         let renders = Rc::new(Cell::new(0));
         let harness = Harness {
-            db: peer.db,
+            db: peer.db.clone(),
             renders: Rc::clone(&renders),
         };
         let mut dom = dom_with(OneTask, harness);
@@ -55,14 +55,14 @@ fn follows_one_row_until_it_is_deleted() {
         peer.add_task("a", "first").await;
         render_until(&mut dom, "the inserted row", |h| h.contains("row=(first)")).await;
 
-        rename(peer.db, "a", "second").await;
+        rename(&peer.db, "a", "second").await;
         render_until(&mut dom, "the updated row", |h| h.contains("row=(second)")).await;
 
         // Another row of the same table: no re-render.
         render_for(&mut dom, Duration::from_millis(400)).await;
         let before = renders.get();
         peer.add_task("b", "other").await;
-        rename(peer.db, "b", "other, renamed").await;
+        rename(&peer.db, "b", "other, renamed").await;
         render_for(&mut dom, Duration::from_millis(800)).await;
         assert_eq!(
             renders.get(),
@@ -85,7 +85,7 @@ fn follows_one_row_until_it_is_deleted() {
         .await;
 
         task::Entity::delete_by_id("a".to_owned())
-            .exec(peer.db)
+            .exec(&peer.db)
             .await
             .expect("delete task");
         render_until(&mut dom, "the deletion", |h| h.contains("row=none")).await;

@@ -13,7 +13,7 @@ use wavesyncdb_dioxus::{provide_db, use_db, use_synced_table};
 
 #[derive(Clone)]
 struct Harness {
-    db: &'static WaveSyncDb,
+    db: WaveSyncDb,
     renders: Rc<Cell<usize>>,
 }
 
@@ -21,7 +21,7 @@ struct Harness {
 fn TaskList() -> Element {
     let harness = use_context::<Harness>();
     harness.renders.set(harness.renders.get() + 1);
-    let tasks = use_synced_table::<task::Entity>(harness.db);
+    let tasks = use_synced_table::<task::Entity>(&harness.db);
     let tasks = tasks.read();
     rsx! {
         p { "count={tasks.len()}" }
@@ -33,7 +33,7 @@ fn TaskList() -> Element {
     }
 }
 
-fn harness(db: &'static WaveSyncDb) -> (Harness, Rc<Cell<usize>>) {
+fn harness(db: WaveSyncDb) -> (Harness, Rc<Cell<usize>>) {
     let renders = Rc::new(Cell::new(0));
     (
         Harness {
@@ -50,7 +50,7 @@ fn shows_rows_in_key_order_and_re_renders_on_local_insert() {
         let peer = Peer::open().await;
         peer.add_task("c", "Cook").await;
         peer.add_task("a", "Ask").await;
-        let (harness, _) = harness(peer.db);
+        let (harness, _) = harness(peer.db.clone());
         let mut dom = dom_with(TaskList, harness);
 
         let html = render_until(&mut dom, "the two stored rows", |h| h.contains("count=2")).await;
@@ -75,7 +75,7 @@ fn re_renders_on_a_remote_change() {
     smol::block_on(async {
         let here = Peer::open().await;
         let there = Peer::open().await;
-        let (harness, _) = harness(here.db);
+        let (harness, _) = harness(here.db.clone());
         let mut dom = dom_with(TaskList, harness);
         render_until(&mut dom, "the empty table", |h| h.contains("count=0")).await;
 
@@ -98,7 +98,7 @@ fn a_change_to_another_table_does_not_re_render() {
     smol::block_on(async {
         let peer = Peer::open().await;
         peer.add_task("a", "Ask").await;
-        let (harness, renders) = harness(peer.db);
+        let (harness, renders) = harness(peer.db.clone());
         let mut dom = dom_with(TaskList, harness);
         render_until(&mut dom, "the stored row", |h| h.contains("[a:Ask]")).await;
         // Let the first load's aftermath settle, then count.
@@ -145,7 +145,7 @@ fn a_burst_of_1000_remote_writes_is_coalesced() {
         }
         assert_eq!(change_sets.len(), 1000);
 
-        let (harness, renders) = harness(here.db);
+        let (harness, renders) = harness(here.db.clone());
         let mut dom = dom_with(TaskList, harness);
         render_until(&mut dom, "the empty table", |h| h.contains("count=0")).await;
         render_for(&mut dom, Duration::from_millis(300)).await;
@@ -153,7 +153,7 @@ fn a_burst_of_1000_remote_writes_is_coalesced() {
 
         // Apply them as fast as the database allows, from another thread, while this
         // thread keeps rendering whatever the hook asks for.
-        let db = here.db;
+        let db = here.db.clone();
         let started = Instant::now();
         let applier = std::thread::spawn(move || {
             smol::block_on(async move {
@@ -178,7 +178,7 @@ fn a_burst_of_1000_remote_writes_is_coalesced() {
 }
 
 #[derive(Clone)]
-struct RootDb(&'static WaveSyncDb);
+struct RootDb(WaveSyncDb);
 
 #[allow(non_snake_case)]
 fn ProvidingRoot() -> Element {
@@ -202,7 +202,7 @@ fn use_db_finds_the_provided_database() {
     smol::block_on(async {
         let peer = Peer::open().await;
         peer.add_task("a", "From context").await;
-        let mut dom = dom_with(ProvidingRoot, RootDb(peer.db));
+        let mut dom = dom_with(ProvidingRoot, RootDb(peer.db.clone()));
         render_until(&mut dom, "the row read through use_db", |h| {
             h.contains("ctx:From context")
         })

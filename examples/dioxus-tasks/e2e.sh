@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of the Dioxus desktop example, in real windows on a virtual X display:
-# two instances (two database files, the second bootstrapping to the first, mDNS off),
-# a task typed into the first window with xdotool, and screenshots of both windows.
+# two instances of one private group (`--secret`; two database files, the second
+# bootstrapping to the first, mDNS off), a task typed into the first window with xdotool,
+# and screenshots of both windows.
 # The second window's pixels are read back with OCR; the script fails (exit 1) when the
 # task does not show there within $E2E_TIMEOUT seconds (default 30).
 #
@@ -60,10 +61,13 @@ for _ in $(seq 50); do xdotool getdisplaygeometry >/dev/null 2>&1 && break; slee
 export WEBKIT_DISABLE_COMPOSITING_MODE=1 WEBKIT_DISABLE_DMABUF_RENDERER=1 LIBGL_ALWAYS_SOFTWARE=1
 port=$((20000 + RANDOM % 20000))
 topic="e2e-$$-$RANDOM"
-"$bin" --db "$work/a.db" --topic "$topic" --no-mdns --title "Tasks A" \
+# A fresh private group: both windows take the same secret (64 hex digits).
+secret="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+export RUST_LOG="${RUST_LOG:-info}"
+"$bin" --db "$work/a.db" --topic "$topic" --no-mdns --title "Tasks A" --secret "$secret" \
     --listen "/ip4/127.0.0.1/tcp/$port" >"$work/a.log" 2>&1 &
 pids+=($!)
-"$bin" --db "$work/b.db" --topic "$topic" --no-mdns --title "Tasks B" \
+"$bin" --db "$work/b.db" --topic "$topic" --no-mdns --title "Tasks B" --secret "$secret" \
     --peer "/ip4/127.0.0.1/tcp/$port" >"$work/b.log" 2>&1 &
 pids+=($!)
 
@@ -116,6 +120,16 @@ else
     status=1
 fi
 wait_for_text "$a" "$work/a.png" "oat milk" 5 || { log "FAIL: window A does not show the task"; status=1; }
+
+# Both ran as a private group: their logs (RUST_LOG, through the tracing subscriber)
+# say so, and neither warned of an open group.
+for side in a b; do
+    grep -q "private group" "$work/$side.log" \
+        || { log "FAIL: window ${side^^} did not log a private group:"; tail -n 20 "$work/$side.log" >&2; status=1; }
+    if grep -q "open group" "$work/$side.log"; then
+        log "FAIL: window ${side^^} warned of an open group despite --secret"; status=1
+    fi
+done
 
 mkdir -p "$shots"
 cp "$work/a.png" "$shots/window-a.png"

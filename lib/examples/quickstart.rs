@@ -2,14 +2,15 @@
 //! `get_schema_registry`, its table created, a row inserted through plain SeaORM.
 //!
 //! Run it with `cargo run -p wavesyncdb --example quickstart` (it writes `./app.db`).
-//! No tokio: any executor works; this one uses smol.
+//! No tokio: any executor works; this one uses smol. Logs go to standard error, filtered
+//! by `RUST_LOG` (default: warnings, such as the notice that the group is open).
 
 use sea_orm::*;
 use wavesyncdb::WaveSyncDbBuilder;
 
 mod task {
     use sea_orm::entity::prelude::*;
-    use wavesyncdb_derive::SyncEntity;
+    use wavesyncdb::SyncEntity;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, SyncEntity)]
     #[sea_orm(table_name = "tasks")]
@@ -26,15 +27,26 @@ mod task {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-fn main() -> Result<(), DbErr> {
+fn main() -> Result<(), wavesyncdb::Error> {
+    // Logs on standard error, filtered by RUST_LOG (default: warnings and errors).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     // No tokio needed: any executor works.
     smol::block_on(quick_start(WaveSyncDbBuilder::new(
         "sqlite:./app.db?mode=rwc",
         "my-app-topic",
     )))
+    .map(drop)
 }
 
-async fn quick_start(builder: WaveSyncDbBuilder) -> Result<(), DbErr> {
+/// The quick start; returns the table the change notification named.
+async fn quick_start(builder: WaveSyncDbBuilder) -> Result<Option<String>, wavesyncdb::Error> {
     // Build the connection: starts the P2P engine.
     let db = builder.build().await?;
 
@@ -44,6 +56,10 @@ async fn quick_start(builder: WaveSyncDbBuilder) -> Result<(), DbErr> {
         .sync()
         .await?;
 
+    // UIs subscribe to local and remote changes: subscribe before the writes you want
+    // to hear about.
+    let mut changes = db.subscribe();
+
     // Standard SeaORM usage: the write is captured and replicated.
     let task = task::ActiveModel {
         id: Set("1".into()),
@@ -52,10 +68,15 @@ async fn quick_start(builder: WaveSyncDbBuilder) -> Result<(), DbErr> {
     };
     task.insert(&db).await?;
 
+    let mut changed = None;
+    if let Some(Ok(change)) = changes.try_recv() {
+        println!("{} changed: {} row(s)", change.table, change.rows.len());
+        changed = Some(change.table.clone());
+    }
     let tasks = task::Entity::find().all(&db).await?;
     println!("{} task(s), first: {:?}", tasks.len(), tasks.first());
     db.shutdown().await;
-    Ok(())
+    Ok(changed)
 }
 
 #[cfg(test)]
@@ -72,7 +93,12 @@ mod tests {
         )
         .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("address"))
         .mdns(false);
-        smol::block_on(super::quick_start(builder)).expect("the quick start runs");
+        let changed = smol::block_on(super::quick_start(builder)).expect("the quick start runs");
         assert!(path.exists());
+        assert_eq!(
+            changed.as_deref(),
+            Some("tasks"),
+            "the subscription saw the insert"
+        );
     }
 }

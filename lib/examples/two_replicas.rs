@@ -4,7 +4,8 @@
 //! The network engine is not in this demo: A's change sets are handed to B in process,
 //! exactly as the engine will hand them over the wire.
 //!
-//! Run: `cargo run -p wavesyncdb --example two_replicas`
+//! Run: `cargo run -p wavesyncdb --example two_replicas` (`RUST_LOG=wavesyncdb=debug` for
+//! the library's logs).
 
 use sea_orm::prelude::Expr;
 use sea_orm::{
@@ -65,6 +66,15 @@ async fn show(name: &str, db: &WaveSyncDb) -> Result<(), sea_orm::DbErr> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs on standard error, filtered by RUST_LOG (default: warnings and errors).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     smol::block_on(async {
         let dir = tempfile::tempdir()?;
         let a = open(dir.path(), "a").await?;

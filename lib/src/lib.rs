@@ -54,3 +54,4 @@ pub use secret::{GroupSecret, SecretError};
 pub use status::{CatchUpProgress, PeerInfo, SyncStatus};
 pub use transaction::{ResultStream, WaveSyncTransaction};
 pub use value::{CellValue, MAX_CELL_BYTES};
+pub use wavesyncdb_derive::SyncEntity;

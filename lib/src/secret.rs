@@ -98,6 +98,27 @@ impl FromStr for GroupSecret {
     }
 }
 
+/// So `?` on [`GroupSecret::from_passphrase`] or on parsing a secret works in a function
+/// that returns [`crate::Error`] (or SeaORM's `DbErr`, through it).
+///
+/// The error arrives as `Error::Db(DbErr::Custom(..))` holding the secret error's
+/// message (which names the fix), until [`crate::Error`] gets a variant of its own.
+///
+/// ```
+/// use wavesyncdb::GroupSecret;
+///
+/// fn secret(passphrase: &str) -> Result<GroupSecret, wavesyncdb::Error> {
+///     Ok(GroupSecret::from_passphrase(passphrase, "my-app-topic")?)
+/// }
+/// assert!(secret("a long passphrase").is_ok());
+/// assert!(secret("short").unwrap_err().to_string().contains("at least 12 characters"));
+/// ```
+impl From<SecretError> for crate::Error {
+    fn from(error: SecretError) -> crate::Error {
+        crate::Error::Db(sea_orm::DbErr::Custom(error.to_string()))
+    }
+}
+
 impl fmt::Debug for GroupSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the bytes: a Debug print may end up in a log.
@@ -125,5 +146,16 @@ mod tests {
         assert_eq!(a, again);
         assert_ne!(a, b);
         assert!(GroupSecret::from_passphrase("short", "t").is_err());
+    }
+
+    #[test]
+    fn a_secret_error_converts_into_the_crate_error_with_its_message() {
+        fn parse(text: &str) -> Result<GroupSecret, crate::Error> {
+            Ok(text.parse::<GroupSecret>()?)
+        }
+        let message = parse("zz").unwrap_err().to_string();
+        assert!(message.contains("64 hexadecimal digits"), "{message}");
+        let hex = GroupSecret::generate().to_hex();
+        assert_eq!(parse(&hex).unwrap().to_hex(), hex);
     }
 }

@@ -158,6 +158,60 @@ on_both_executors! {
         assert!(!table_exists(&db, "counters").await);
     }
 
+    async fn a_seaorm_style_module_prefix_finds_the_entities_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir).await;
+        let crate_name = this_crate();
+        // What SeaORM 2.0's own `get_schema_registry` takes: a module path, `::*` optional.
+        for prefix in [format!("{crate_name}::album::*"), format!("{crate_name}::album")] {
+            assert_eq!(db.get_schema_registry(&prefix).table_names(), ["albums"], "{prefix}");
+        }
+        assert_eq!(
+            db.get_schema_registry(&format!("{crate_name}::*")).table_names(),
+            ["albums", "settings", "tracks"]
+        );
+        db.get_schema_registry(&format!("{crate_name}::track::*")).sync().await.unwrap();
+        assert!(table_exists(&db, "tracks").await);
+        assert!(!table_exists(&db, "albums").await, "only the prefix's entities");
+        // Writes to the table the prefix registered are captured.
+        let change_sets = db.change_set_receiver();
+        track::ActiveModel { album_id: Set("a".into()), position: Set(1), name: Set("x".into()) }
+            .insert(&db).await.unwrap();
+        assert_eq!(change_sets.try_recv().unwrap().operations[0].table, "tracks");
+    }
+
+    async fn a_prefix_that_matches_no_entity_fails_at_sync_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir).await;
+        let crate_name = this_crate();
+        // A misspelt module, a partial segment, another crate: each an error, not a no-op.
+        for prefix in [
+            format!("{crate_name}::entity::*"),
+            format!("{crate_name}::alb"),
+            "my_crate::entity::*".to_owned(),
+        ] {
+            let registry = db.get_schema_registry(&prefix);
+            assert!(registry.table_names().is_empty(), "{prefix}");
+            let err = registry.sync().await.unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("get_schema_registry(\"{prefix}\")"))
+                    && message.contains("SyncEntity")
+                    && message.contains(&format!("{crate_name}::album")),
+                "{message}"
+            );
+        }
+        assert!(!table_exists(&db, "albums").await);
+        // A later registration by hand does not hide the mistake.
+        let err = db
+            .get_schema_registry("my_crate::entity::*")
+            .register::<album::Entity>()
+            .sync()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("my_crate::entity::*"), "{err}");
+    }
+
     async fn discovered_tables_sync_and_local_ones_do_not() {
         let (_dir, db, change_sets) = open_discovered().await;
         album::ActiveModel { id: Set("a".into()), title: Set("Blue".into()) }

@@ -50,7 +50,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A database file in its own temp dir, opened without network, with both entities.
 pub struct Peer {
-    pub db: &'static WaveSyncDb,
+    pub db: WaveSyncDb,
     pub change_sets: async_channel::Receiver<ChangeSet>,
     _dir: TempDir,
 }
@@ -71,8 +71,6 @@ impl Peer {
             .await
             .expect("register entities");
         let change_sets = db.change_set_receiver();
-        // Hooks take `&'static`, as `launch` provides; a test leaks one small handle.
-        let db: &'static WaveSyncDb = Box::leak(Box::new(db));
         Peer {
             db,
             change_sets,
@@ -91,7 +89,7 @@ impl Peer {
             title: Set(title.into()),
             completed: Set(false),
         }
-        .insert(self.db)
+        .insert(&self.db)
         .await
         .expect("insert task");
     }
@@ -101,7 +99,7 @@ impl Peer {
             id: Set(id.into()),
             body: Set(body.into()),
         }
-        .insert(self.db)
+        .insert(&self.db)
         .await
         .expect("insert note");
     }

@@ -7,6 +7,9 @@
 //! cargo run --release -p wavesync-bench -- --quick # smaller counts (under 2 minutes)
 //! ```
 //!
+//! The library's logs go to standard error, filtered by `RUST_LOG` (default: errors only),
+//! e.g. `RUST_LOG=wavesyncdb=info`.
+//!
 //! Every figure is taken twice, with the database files on disk and on tmpfs
 //! (`/dev/shm`), so commit cost and CPU cost can be told apart. Figures that miss their
 //! target are reported as they are.
@@ -185,6 +188,17 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
+    // The library's logs on standard error (the figures go to standard output), filtered
+    // by RUST_LOG; by default errors only, so the open groups the benchmark uses do not
+    // print a warning per peer.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(tracing_subscriber::filter::LevelFilter::ERROR.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let outcome = smol::block_on(async {
         match cli.command {

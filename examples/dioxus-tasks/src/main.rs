@@ -1,17 +1,24 @@
 //! `dioxus-tasks`: a desktop task list that syncs with every peer of its topic.
 //!
 //! ```sh
+//! export WAVESYNC_SECRET=$(cargo run -q -p wavesync-tasks -- secret)   # a private group
 //! cargo run -p wavesync-dioxus-tasks -- --db a.db --listen /ip4/127.0.0.1/tcp/4001 --no-mdns
 //! cargo run -p wavesync-dioxus-tasks -- --db b.db --peer /ip4/127.0.0.1/tcp/4001 --no-mdns
 //! ```
 //!
-//! Add a task in one window (type, press Enter): it appears in the other.
+//! Add a task in one window (type, press Enter): it appears in the other. Logs go to
+//! standard error, filtered by `RUST_LOG` (default `warn`, e.g. `RUST_LOG=wavesyncdb=debug`).
+//!
+//! It runs on the desktop renderer's tokio runtime (`wavesyncdb_dioxus`'s feature
+//! `runtime-tokio`): one runtime in the process, no smol.
 
 use clap::Parser;
 use dioxus::desktop::{Config, LogicalSize, WindowBuilder};
 use dioxus::prelude::*;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
-use wavesyncdb::{Multiaddr, WaveSyncDbBuilder};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use wavesyncdb::{GroupSecret, Multiaddr, WaveSyncDb, WaveSyncDbBuilder};
 use wavesyncdb_dioxus::{launch_with, use_db, use_sync_status, use_synced_table};
 
 mod task {
@@ -53,16 +60,33 @@ struct Cli {
     /// Do not discover peers on the LAN by mDNS.
     #[arg(long)]
     no_mdns: bool,
+    /// The group secret, 64 hex digits, which makes the group private: only peers with
+    /// the same secret connect. `cargo run -p wavesync-tasks -- secret` prints one. Prefer
+    /// the environment variable: other users of this machine can read a command line.
+    #[arg(long, env = "WAVESYNC_SECRET", hide_env_values = true)]
+    secret: Option<GroupSecret>,
     /// The window title.
     #[arg(long, default_value = "WaveSync tasks")]
     title: String,
 }
 
 fn main() {
+    // RUST_LOG as usual; warnings (the open-group notice among them) show by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(LevelFilter::WARN.into())
+                .from_env_lossy(),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let mut builder =
         WaveSyncDbBuilder::new(format!("sqlite:{}?mode=rwc", cli.db.display()), &cli.topic)
             .mdns(!cli.no_mdns);
+    if let Some(secret) = cli.secret {
+        builder = builder.group_secret(secret);
+    }
     for address in cli.listen {
         builder = builder.listen_on(address);
     }
@@ -97,26 +121,11 @@ fn new_id() -> String {
 
 #[allow(non_snake_case)]
 fn App() -> Element {
+    // A handle of this component's own: each event handler below takes a clone.
     let db = use_db();
-    let tasks = use_synced_table::<task::Entity>(db);
-    let status = use_sync_status(db);
-    let mut draft = use_signal(String::new);
-
-    let add = move || async move {
-        let title = draft.peek().trim().to_owned();
-        if title.is_empty() {
-            return;
-        }
-        draft.set(String::new());
-        let task = task::ActiveModel {
-            id: Set(new_id()),
-            title: Set(title),
-            completed: Set(false),
-        };
-        if let Err(error) = task.insert(db).await {
-            tracing::error!(%error, "could not add the task");
-        }
-    };
+    let tasks = use_synced_table::<task::Entity>(&db);
+    let status = use_sync_status(&db);
+    let draft = use_signal(String::new);
 
     let peers = status.read().as_ref().map_or("starting…".to_owned(), |s| {
         format!(
@@ -125,6 +134,10 @@ fn App() -> Element {
         )
     });
     let count = tasks.read().len();
+    let error = tasks
+        .read()
+        .error()
+        .map(|error| format!("could not load the tasks: {error}"));
 
     rsx! {
         style { {STYLE} }
@@ -134,16 +147,29 @@ fn App() -> Element {
                 autofocus: true,
                 placeholder: "What needs doing? (Enter adds)",
                 value: "{draft}",
-                oninput: move |event| draft.set(event.value()),
-                onkeydown: move |event| async move {
-                    if event.key() == Key::Enter {
-                        add().await;
+                oninput: move |event| { let mut draft = draft; draft.set(event.value()) },
+                onkeydown: {
+                    let db = db.clone();
+                    move |event: KeyboardEvent| {
+                        let db = db.clone();
+                        async move {
+                            if event.key() == Key::Enter {
+                                add(db, draft).await;
+                            }
+                        }
                     }
                 },
             }
-            button { onclick: move |_| async move { add().await }, "Add" }
+            button {
+                onclick: {
+                    let db = db.clone();
+                    move |_| add(db.clone(), draft)
+                },
+                "Add"
+            }
         }
         p { id: "status", class: "status", "{peers} · {count} task(s)" }
+        if let Some(error) = error { p { class: "error", "{error}" } }
         ul {
             for task in tasks.read().iter().cloned() {
                 li { key: "{task.id}", class: if task.completed { "done" } else { "" },
@@ -151,16 +177,16 @@ fn App() -> Element {
                         r#type: "checkbox",
                         checked: task.completed,
                         onchange: {
-                            let task = task.clone();
+                            let (task, db) = (task.clone(), db.clone());
                             move |_| {
-                                let task = task.clone();
+                                let (task, db) = (task.clone(), db.clone());
                                 async move {
                                     let toggled = task::ActiveModel {
                                         id: Set(task.id.clone()),
                                         completed: Set(!task.completed),
                                         ..Default::default()
                                     };
-                                    if let Err(error) = toggled.update(db).await {
+                                    if let Err(error) = toggled.update(&db).await {
                                         tracing::error!(%error, "could not toggle the task");
                                     }
                                 }
@@ -171,11 +197,11 @@ fn App() -> Element {
                     button {
                         class: "delete",
                         onclick: {
-                            let id = task.id.clone();
+                            let (id, db) = (task.id.clone(), db.clone());
                             move |_| {
-                                let id = id.clone();
+                                let (id, db) = (id.clone(), db.clone());
                                 async move {
-                                    if let Err(error) = task::Entity::delete_by_id(id).exec(db).await {
+                                    if let Err(error) = task::Entity::delete_by_id(id).exec(&db).await {
                                         tracing::error!(%error, "could not delete the task");
                                     }
                                 }
@@ -189,6 +215,23 @@ fn App() -> Element {
     }
 }
 
+/// Adds the task typed in `draft`, and empties it.
+async fn add(db: WaveSyncDb, mut draft: Signal<String>) {
+    let title = draft.peek().trim().to_owned();
+    if title.is_empty() {
+        return;
+    }
+    draft.set(String::new());
+    let task = task::ActiveModel {
+        id: Set(new_id()),
+        title: Set(title),
+        completed: Set(false),
+    };
+    if let Err(error) = task.insert(&db).await {
+        tracing::error!(%error, "could not add the task");
+    }
+}
+
 const STYLE: &str = r#"
 body { font-family: sans-serif; margin: 16px; background: #fafafa; }
 .bar { display: flex; gap: 8px; }
@@ -199,5 +242,6 @@ ul { list-style: none; padding: 0; }
 li { font-size: 20px; padding: 6px 0; border-bottom: 1px solid #ddd; display: flex; gap: 8px; align-items: center; }
 li span { flex: 1; }
 li.done span { text-decoration: line-through; color: #888; }
+.error { color: #c33; font-size: 14px; }
 .delete { border: none; background: none; color: #c33; font-size: 18px; }
 "#;

@@ -10,7 +10,7 @@
 //!
 //! It never drops, renames or retypes a column: migration is additive only.
 
-use crate::__private::registrations_of;
+use crate::__private::{inventory, registrations_under};
 use crate::connection::WaveSyncDb;
 use crate::error::Error;
 use crate::log;
@@ -72,25 +72,87 @@ impl std::fmt::Debug for SchemaBuilder<'_> {
 }
 
 impl WaveSyncDb {
-    /// A [`SchemaBuilder`] with every entity of crate `crate_name` that derives
-    /// `wavesyncdb_derive::SyncEntity` already registered (synced, or local with
-    /// `#[sync_entity(local)]`). Pass your crate's name as
-    /// `module_path!().split("::").next().unwrap()`; entities of other crates linked into
-    /// the program are not included. More entities can be registered before `sync`.
-    pub fn get_schema_registry(&self, crate_name: &str) -> SchemaBuilder<'_> {
-        let registrations = registrations_of(crate_name);
+    /// A [`SchemaBuilder`] with every entity under `prefix` that derives
+    /// [`SyncEntity`](crate::SyncEntity) already registered (synced, or local with
+    /// `#[sync_entity(local)]`). More entities can be registered before `sync`.
+    ///
+    /// `prefix` is what SeaORM 2.0's own `get_schema_registry` takes: a module path such
+    /// as `"my_app::entity::*"` (the `::*` is optional), or a crate name such as
+    /// `module_path!().split("::").next().unwrap()` for every entity of your crate.
+    /// It matches whole path segments, so `"my_app::entity"` does not take
+    /// `my_app::entity_old`. Entities of other crates linked into the program are
+    /// included only if the prefix names them.
+    ///
+    /// A prefix under which no entity derives `SyncEntity` makes [`sync`](SchemaBuilder::sync)
+    /// fail (with an error naming the prefix) instead of syncing nothing: a misspelt
+    /// prefix would otherwise leave every write uncaptured.
+    ///
+    /// ```
+    /// # mod entity { pub mod task {
+    /// #     use sea_orm::entity::prelude::*;
+    /// #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, wavesyncdb::SyncEntity)]
+    /// #     #[sea_orm(table_name = "tasks")]
+    /// #     pub struct Model {
+    /// #         #[sea_orm(primary_key, auto_increment = false)]
+    /// #         pub id: String,
+    /// #     }
+    /// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    /// #     pub enum Relation {}
+    /// #     impl ActiveModelBehavior for ActiveModel {}
+    /// # } }
+    /// # fn main() -> Result<(), wavesyncdb::Error> { smol::block_on(async {
+    /// let db = wavesyncdb::WaveSyncDbBuilder::new("sqlite::memory:", "my-topic")
+    ///     .without_network()
+    ///     .build()
+    ///     .await?;
+    /// // SeaORM's style: every entity under a module (here `entity`, beside this code).
+    /// let registry = db.get_schema_registry(concat!(module_path!(), "::entity::*"));
+    /// assert_eq!(registry.table_names(), ["tasks"]);
+    /// registry.sync().await?;
+    ///
+    /// // Nothing derives `SyncEntity` there: an error, not a silent no-op.
+    /// assert!(db.get_schema_registry("no_such_crate::entity::*").sync().await.is_err());
+    /// # Ok(()) }) }
+    /// ```
+    pub fn get_schema_registry(&self, prefix: &str) -> SchemaBuilder<'_> {
+        let registrations = registrations_under(prefix);
+        let mut builder = self.schema();
         if registrations.is_empty() {
-            tracing::warn!(
-                crate_name,
-                "no entity derives SyncEntity in this crate; is the crate name right?"
-            );
+            builder.error = Some(no_entity_under(prefix));
+            return builder;
         }
         registrations
             .into_iter()
-            .fold(self.schema(), |builder, registration| {
+            .fold(builder, |builder, registration| {
                 (registration.register)(builder)
             })
     }
+}
+
+/// The error of a `get_schema_registry` prefix that finds nothing.
+///
+/// A `DbErr::Custom` until [`Error`] has a variant of its own for it: the message is
+/// what the user needs, the prefix and the two usual fixes.
+fn no_entity_under(prefix: &str) -> Error {
+    let linked: Vec<&str> = inventory::iter::<crate::__private::EntityRegistration>
+        .into_iter()
+        .map(|registration| registration.module_path)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .take(5)
+        .collect();
+    let seen = if linked.is_empty() {
+        "no entity of this program derives `SyncEntity`".to_owned()
+    } else {
+        format!("entities deriving it live in {}", linked.join(", "))
+    };
+    Error::Db(sea_orm::DbErr::Custom(format!(
+        "get_schema_registry(\"{prefix}\") found no entity deriving `SyncEntity` under \
+         that module path ({seen}); pass your crate name \
+         (`module_path!().split(\"::\").next().unwrap()`) or a module path such as \
+         `\"my_app::entity::*\"`, add `#[derive(SyncEntity)]` next to `DeriveEntityModel`, \
+         or register entities by hand with `db.schema().register::<E>()`"
+    )))
 }
 
 impl<'a> SchemaBuilder<'a> {

@@ -16,6 +16,26 @@ pub enum Error {
     #[error(transparent)]
     Db(#[from] DbErr),
 
+    /// A group secret could not be made (too short a passphrase, bad hex).
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+
+    /// `get_schema_registry(prefix)` found no entity deriving `SyncEntity` under `prefix`;
+    /// `found` says where derived entities of this program live, if any.
+    #[error(
+        "get_schema_registry(\"{prefix}\") found no entity deriving `SyncEntity` under that \
+         module path ({found}); pass your crate name \
+         (`module_path!().split(\"::\").next().unwrap()`) or a module path such as \
+         `\"my_app::entity::*\"`, add `#[derive(SyncEntity)]` next to `DeriveEntityModel`, \
+         or register entities by hand with `db.schema().register::<E>()`"
+    )]
+    NoEntityFound {
+        /// The prefix given.
+        prefix: String,
+        /// Where entities deriving `SyncEntity` do live (or that none does).
+        found: String,
+    },
+
     /// A relay address given to `WaveSyncDbBuilder::relay` cannot be used.
     #[error(
         "relay address `{address}` cannot be used: {reason}; give the server's full address \

@@ -98,27 +98,6 @@ impl FromStr for GroupSecret {
     }
 }
 
-/// So `?` on [`GroupSecret::from_passphrase`] or on parsing a secret works in a function
-/// that returns [`crate::Error`] (or SeaORM's `DbErr`, through it).
-///
-/// The error arrives as `Error::Db(DbErr::Custom(..))` holding the secret error's
-/// message (which names the fix), until [`crate::Error`] gets a variant of its own.
-///
-/// ```
-/// use wavesyncdb::GroupSecret;
-///
-/// fn secret(passphrase: &str) -> Result<GroupSecret, wavesyncdb::Error> {
-///     Ok(GroupSecret::from_passphrase(passphrase, "my-app-topic")?)
-/// }
-/// assert!(secret("a long passphrase").is_ok());
-/// assert!(secret("short").unwrap_err().to_string().contains("at least 12 characters"));
-/// ```
-impl From<SecretError> for crate::Error {
-    fn from(error: SecretError) -> crate::Error {
-        crate::Error::Db(sea_orm::DbErr::Custom(error.to_string()))
-    }
-}
-
 impl fmt::Debug for GroupSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the bytes: a Debug print may end up in a log.

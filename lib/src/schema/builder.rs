@@ -146,13 +146,10 @@ fn no_entity_under(prefix: &str) -> Error {
     } else {
         format!("entities deriving it live in {}", linked.join(", "))
     };
-    Error::Db(sea_orm::DbErr::Custom(format!(
-        "get_schema_registry(\"{prefix}\") found no entity deriving `SyncEntity` under \
-         that module path ({seen}); pass your crate name \
-         (`module_path!().split(\"::\").next().unwrap()`) or a module path such as \
-         `\"my_app::entity::*\"`, add `#[derive(SyncEntity)]` next to `DeriveEntityModel`, \
-         or register entities by hand with `db.schema().register::<E>()`"
-    )))
+    Error::NoEntityFound {
+        prefix: prefix.to_owned(),
+        found: seen,
+    }
 }
 
 impl<'a> SchemaBuilder<'a> {

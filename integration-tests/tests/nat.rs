@@ -47,6 +47,10 @@ fn ip(args: &[&str]) -> Result<(), String> {
 
 fn in_ns(namespace: &str, program: &str, args: &[&str]) -> Result<(), String> {
     let mut all = vec!["netns", "exec", namespace, program];
+    // iptables-legacy takes a lock the parallel tests share: wait for it.
+    if program == "iptables" {
+        all.push("-w");
+    }
     all.extend_from_slice(args);
     run("ip", &all)
 }
@@ -129,7 +133,12 @@ impl Internet {
             ip(&["-n", &host, "addr", "add", "192.168.1.2/24", "dev", "eth0"])?;
             ip(&["-n", &host, "link", "set", "eth0", "up"])?;
             ip(&["-n", &host, "route", "add", "default", "via", "192.168.1.1"])?;
-            in_ns(&router, "sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+            // Not `sysctl`: procps may be missing on a minimal system.
+            in_ns(
+                &router,
+                "sh",
+                &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+            )?;
             let mut masquerade = vec![
                 "-t",
                 "nat",

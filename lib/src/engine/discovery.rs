@@ -25,6 +25,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a rendezvous registration lives on the server (renewed at half of it).
 const REGISTRATION_TTL: u64 = 2 * 60 * 60;
+/// Every this many lookups, one asks for every registration again (without the cookie),
+/// so a member whose dial failed is tried again; in between only new ones come back.
+const FULL_LOOKUP_EVERY: u32 = 60;
 /// Wait before retrying a refused registration.
 const REGISTER_RETRY: Duration = Duration::from_secs(10);
 /// At most this many registrations per lookup.
@@ -71,6 +74,9 @@ struct Relay {
     /// When to register (again) while reserved.
     next_register: Option<Instant>,
     next_discover: Instant,
+    /// The relay's cookie from the last lookup: the next one asks only for what is new.
+    cookie: Option<rendezvous::Cookie>,
+    lookups: u32,
 }
 
 /// This node's relay servers and what it holds on each.
@@ -98,6 +104,8 @@ impl Relays {
                     backoff: FIRST_BACKOFF,
                     next_register: None,
                     next_discover: now,
+                    cookie: None,
+                    lookups: 0,
                 })
             })
             .collect();
@@ -142,7 +150,10 @@ impl Relays {
                 let circuit = relay.address.clone().with(Protocol::P2pCircuit);
                 match swarm.listen_on(circuit.clone()) {
                     Ok(id) => relay.listener = Some(id),
-                    Err(err) => tracing::warn!(%circuit, %err, "cannot reserve on relay"),
+                    Err(err) => {
+                        relay.next_listen = now + REGISTER_RETRY;
+                        tracing::warn!(%circuit, %err, "cannot reserve on relay");
+                    }
                 }
             }
             if relay.reserved && relay.next_register.is_some_and(|at| at <= now) {
@@ -156,10 +167,16 @@ impl Relays {
             }
             if relay.next_discover <= now {
                 relay.next_discover = now + self.interval;
+                relay.lookups = relay.lookups.wrapping_add(1);
+                if relay.lookups % FULL_LOOKUP_EVERY == 0 {
+                    relay.cookie = None;
+                }
                 if let Some(client) = swarm.behaviour_mut().rendezvous.as_mut() {
+                    // With the cookie of the last answer, the relay sends only what is
+                    // new (the libp2p client keeps a timer per registration returned).
                     client.discover(
                         Some(namespace.clone()),
-                        None,
+                        relay.cookie.clone(),
                         Some(DISCOVER_LIMIT),
                         relay.peer,
                     );
@@ -204,6 +221,7 @@ impl Relays {
         // The relay client closes the circuit listener with the connection.
         relay.listener = None;
         relay.next_register = None;
+        relay.cookie = None;
         schedule_dial(relay, now);
     }
 
@@ -246,8 +264,20 @@ impl Relays {
     /// Registered: renew at half the lifetime.
     pub(super) fn on_registered(&mut self, peer: PeerId, ttl: u64) {
         if let Some(relay) = self.get(&peer) {
-            let renew = Duration::from_secs((ttl / 2).max(30));
-            relay.next_register = Some(Instant::now() + renew);
+            // The relay's word: never beyond what we asked for, never an overflow.
+            let renew = Duration::from_secs((ttl.min(REGISTRATION_TTL) / 2).max(30));
+            relay.next_register = Some(
+                Instant::now()
+                    .checked_add(renew)
+                    .unwrap_or_else(|| Instant::now() + REGISTER_RETRY),
+            );
+        }
+    }
+
+    /// A lookup failed; a stale cookie is dropped so the next one starts afresh.
+    pub(super) fn on_discover_failed(&mut self, peer: PeerId) {
+        if let Some(relay) = self.get(&peer) {
+            relay.cookie = None;
         }
     }
 
@@ -257,10 +287,12 @@ impl Relays {
         swarm: &mut Swarm<Behaviour>,
         rendezvous_node: PeerId,
         registrations: Vec<rendezvous::Registration>,
+        cookie: rendezvous::Cookie,
     ) {
         let Some(relay) = self.get(&rendezvous_node) else {
             return;
         };
+        relay.cookie = Some(cookie);
         let through = relay.address.clone().with(Protocol::P2pCircuit);
         let me = *swarm.local_peer_id();
         for registration in registrations {
@@ -269,17 +301,11 @@ impl Relays {
                 continue;
             }
             tracing::debug!(%peer, relay = %rendezvous_node, "found a member on the relay; dialling it");
-            let mut addresses = vec![through.clone()];
-            addresses.extend(
-                registration
-                    .record
-                    .addresses()
-                    .iter()
-                    .filter(|address| !address.iter().any(|p| p == Protocol::P2pCircuit))
-                    .cloned(),
-            );
+            // Only through the relay: the addresses in a registration are the
+            // registrant's word (any host, any port); a direct path is found by hole
+            // punching (DCUtR) over the relayed connection.
             let opts = DialOpts::peer_id(peer)
-                .addresses(addresses)
+                .addresses(vec![through.clone()])
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
             if let Err(err) = swarm.dial(opts) {

@@ -509,10 +509,10 @@ impl EventLoop {
             Event::Discovered {
                 rendezvous_node,
                 registrations,
-                ..
+                cookie,
             } => {
                 self.relays
-                    .on_discovered(&mut self.swarm, rendezvous_node, registrations);
+                    .on_discovered(&mut self.swarm, rendezvous_node, registrations, cookie);
             }
             Event::DiscoverFailed {
                 rendezvous_node,
@@ -520,6 +520,7 @@ impl EventLoop {
                 ..
             } => {
                 tracing::debug!(relay = %rendezvous_node, ?error, "lookup on the relay failed");
+                self.relays.on_discover_failed(rendezvous_node);
             }
             Event::Expired { .. } => {}
         }

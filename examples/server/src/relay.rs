@@ -110,7 +110,12 @@ pub async fn start(
         .with_behaviour(|key| ServerBehaviour {
             relay: relay::Behaviour::new(peer_id, relay_config(limits)),
             rendezvous: rendezvous::server::Behaviour::new(
-                rendezvous::server::Config::default().with_max_registration_total(10_000),
+                // Members register for two hours and renew at half; a registration may
+                // not outlive that, so throwaway identities cannot hold slots for days.
+                rendezvous::server::Config::default()
+                    .with_max_registration_total(10_000)
+                    .with_max_ttl(2 * 60 * 60)
+                    .with_max_registration_per_peer(8),
             ),
             identify: identify::Behaviour::new(identify::Config::new(
                 IDENTIFY_PROTOCOL.to_owned(),

@@ -358,6 +358,8 @@ mod tests {
             backoff: FIRST_BACKOFF,
             next_register: None,
             next_discover: Instant::now(),
+            cookie: None,
+            lookups: 0,
         };
         let now = Instant::now();
         let mut waits = Vec::new();

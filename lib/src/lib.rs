@@ -41,6 +41,7 @@ mod readme_doctests;
 pub use builder::{DEFAULT_MAX_CLOCK_DRIFT, WaveSyncDbBuilder, sqlite_connect_options};
 pub use clock::{ClockDrift, Hlc, NodeId};
 pub use connection::WaveSyncDb;
+pub use engine::transport::member_transport;
 pub use error::{Error, RejectReason, Result};
 pub use events::{ConnectionKind, EventsLagged, Reachability, SyncEvent, SyncEvents};
 pub use libp2p::{Multiaddr, PeerId};

@@ -8,13 +8,8 @@
 
 use crate::Limits;
 use futures::StreamExt;
-use libp2p::Transport as _;
-use libp2p::core::muxing::StreamMuxerBox;
-use libp2p::core::transport::Boxed;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, Swarm, autonat, identify, noise, ping, relay, rendezvous, tcp, yamux,
-};
+use libp2p::{Multiaddr, Swarm, autonat, identify, ping, relay, rendezvous};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -51,33 +46,6 @@ fn relay_config(limits: &Limits) -> relay::Config {
     .circuit_src_per_peer(per_minute(60), Duration::from_secs(1))
 }
 
-fn transport(
-    key: &libp2p::identity::Keypair,
-    secret: Option<&wavesyncdb::GroupSecret>,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
-    let noise = noise::Config::new(key)?;
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    Ok(match secret {
-        // A private group: the pre-shared-key handshake first, as every member does, so a
-        // non-member cannot complete a connection.
-        Some(secret) => {
-            let psk = libp2p::pnet::PreSharedKey::new(*secret.as_bytes());
-            tcp.and_then(move |socket, _| libp2p::pnet::PnetConfig::new(psk).handshake(socket))
-                .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-                .authenticate(noise)
-                .multiplex(yamux::Config::default())
-                .timeout(Duration::from_secs(20))
-                .boxed()
-        }
-        None => tcp
-            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .timeout(Duration::from_secs(20))
-            .boxed(),
-    })
-}
-
 /// Errors of the relay's start.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -105,7 +73,7 @@ pub async fn start(
     let peer_id = keypair.public().to_peer_id();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_other_transport(|key| transport(key, secret))
+        .with_other_transport(|key| wavesyncdb::member_transport(key, secret))
         .map_err(|e| RelayError::Build(e.to_string()))?
         .with_behaviour(|key| ServerBehaviour {
             relay: relay::Behaviour::new(peer_id, relay_config(limits)),

@@ -24,7 +24,7 @@ mod discovery;
 mod driver;
 mod event_loop;
 mod pull;
-mod transport;
+pub(crate) mod transport;
 
 use crate::clock::NodeId;
 use crate::error::Error;

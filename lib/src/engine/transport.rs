@@ -36,9 +36,20 @@ fn tcp_transport(
     key: &libp2p::identity::Keypair,
     config: &NetworkConfig,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, BoxError> {
+    member_transport(key, config.secret.as_ref())
+}
+
+/// The TCP stack every member of a group speaks: in a private group the pre-shared-key
+/// handshake (libp2p pnet) first, then noise and yamux. For programs that must reach
+/// members or be reached by them with the same stack, such as `wavesync-server`; it
+/// needs a tokio runtime (libp2p's TCP is tokio's here).
+pub fn member_transport(
+    key: &libp2p::identity::Keypair,
+    secret: Option<&crate::GroupSecret>,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, BoxError> {
     let noise = noise::Config::new(key)?;
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    let upgraded = match &config.secret {
+    let upgraded = match secret {
         // Private group: the pre-shared-key handshake comes first on every TCP
         // connection, before noise.
         Some(secret) => {

@@ -59,11 +59,11 @@ fn fingerprint_of(_path: &std::path::Path) -> Option<Vec<u8>> {
     None
 }
 
-fn new_keypair(what: &str) -> Result<(Keypair, Vec<u8>), DbErr> {
+fn new_keypair() -> Result<(Keypair, Vec<u8>), DbErr> {
     let keypair = Keypair::generate_ed25519();
     let bytes = keypair
         .to_protobuf_encoding()
-        .map_err(|e| DbErr::Custom(format!("{what}: {e}")))?;
+        .map_err(|e| DbErr::Custom(format!("encoding the node keypair: {e}")))?;
     Ok((keypair, bytes))
 }
 
@@ -77,7 +77,7 @@ pub(crate) async fn keypair(conn: &impl ConnectionTrait) -> Result<Keypair, DbEr
         let keypair = Keypair::from_protobuf_encoding(&bytes).map_err(|_| corrupt("keypair"))?;
         match (&fingerprint, &stored_fingerprint) {
             (Some(now), Some(then)) if now != then => {
-                let (renewed, bytes) = new_keypair("encoding the node keypair")?;
+                let (renewed, bytes) = new_keypair()?;
                 tracing::warn!(
                     old = %keypair.public().to_peer_id(),
                     new = %renewed.public().to_peer_id(),
@@ -96,7 +96,7 @@ pub(crate) async fn keypair(conn: &impl ConnectionTrait) -> Result<Keypair, DbEr
         }
         return Ok(keypair);
     }
-    let (keypair, bytes) = new_keypair("encoding the node keypair")?;
+    let (keypair, bytes) = new_keypair()?;
     meta_set(conn, "keypair", bytes).await?;
     // A new node has issued nothing: every number it issues waits for a peer's word
     // until the engine confirms (`protocol::recovery`), even numbers issued offline.

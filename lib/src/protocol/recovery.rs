@@ -131,7 +131,7 @@ impl Recovery {
             self.state = State::Recovering;
             return Step::Pull {
                 after: self.floor,
-                through: bounded.max(self.floor + 1),
+                through: bounded.max(self.floor.saturating_add(1)),
             };
         }
         if self.proven > announced {

@@ -113,7 +113,15 @@ impl WaveSyncDb {
         status
             .peers
             .iter()
-            .map(|(peer_id, state)| PeerInfo::from_state(*peer_id, state, status.link(peer_id)))
+            .map(|(peer_id, state)| {
+                PeerInfo::from_state(
+                    *peer_id,
+                    state,
+                    status.link(peer_id),
+                    &status.own_heads,
+                    self.shared.node_id,
+                )
+            })
             .collect()
     }
 
@@ -132,6 +140,12 @@ impl WaveSyncDb {
             listening: self.listening_addresses(),
             connected_peers: peers.iter().filter(|p| p.connected).count(),
             behind: peers.iter().map(|p| p.behind).max().unwrap_or(0),
+            catch_up: crate::status::CatchUpProgress::sum(peers.iter().filter_map(|p| p.catch_up)),
+            connection_failures: self
+                .engine
+                .as_ref()
+                .map(|engine| engine.status().failures.iter().cloned().collect())
+                .unwrap_or_default(),
             heads,
             peers,
         })
@@ -141,9 +155,9 @@ impl WaveSyncDb {
     pub async fn dial(&self, address: Multiaddr) -> Result<(), Error> {
         match &self.engine {
             Some(engine) => engine.dial(address).await,
-            None => Err(Error::Db(DbErr::Custom(
-                "this WaveSyncDb was built without_network(); it cannot dial peers".into(),
-            ))),
+            None => Err(Error::NoNetwork {
+                action: "dial peers",
+            }),
         }
     }
 
@@ -153,7 +167,7 @@ impl WaveSyncDb {
     pub async fn publish_raw(&self, bytes: Vec<u8>) -> Result<(), Error> {
         match &self.engine {
             Some(engine) => engine.publish_raw(bytes).await,
-            None => Err(Error::Db(DbErr::Custom("no network engine".into()))),
+            None => Err(Error::NoNetwork { action: "publish" }),
         }
     }
 

@@ -137,6 +137,42 @@ pub enum Error {
     /// A change from a remote peer was rejected; nothing was applied.
     #[error("remote change rejected: {0}")]
     Rejected(#[from] RejectReason),
+
+    /// The network engine could not listen on an address given to
+    /// `WaveSyncDbBuilder::listen_on`.
+    #[error(
+        "could not listen on {address}: {source}; give an address this host has (`ip addr`          lists them; /ip4/0.0.0.0/tcp/PORT listens on all of them) and a free port (port 0          picks one)"
+    )]
+    Listen {
+        /// The address as given.
+        address: libp2p::Multiaddr,
+        /// What the operating system or libp2p said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The network engine could not start (its thread, runtime or swarm).
+    #[error("the WaveSyncDB network engine could not start: {reason}")]
+    EngineStart {
+        /// What failed.
+        reason: String,
+    },
+
+    /// The network engine has stopped (`shutdown()`, `close()`, or the engine thread
+    /// ended): nothing reaches peers until the database is opened again.
+    #[error(
+        "the WaveSyncDB network engine has stopped (shutdown() or close() was called, or          the engine failed: see the logs); changes stay in the log, open the database          again to sync them"
+    )]
+    EngineStopped,
+
+    /// A network operation on a database built `without_network()`.
+    #[error(
+        "this WaveSyncDb was built without_network(), so it cannot {action}; build it          without `without_network()` to sync with peers"
+    )]
+    NoNetwork {
+        /// What was asked.
+        action: &'static str,
+    },
 }
 
 /// Why a remote change was rejected. Each reason is counted in the metrics.

@@ -96,6 +96,9 @@ pub enum SyncEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// A connection failed: a dial, or a peer's handshake (a wrong group secret shows
+    /// here). Also kept in `sync_status().connection_failures`.
+    ConnectionFailed(crate::status::ConnectionFailure),
     /// A catch-up from `peer` started: `total` transactions are missing here (as the
     /// peer claims them).
     CatchUpStarted {

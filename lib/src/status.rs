@@ -6,6 +6,7 @@
 use crate::clock::NodeId;
 use crate::events::ConnectionKind;
 use libp2p::{Multiaddr, PeerId};
+use std::collections::HashMap;
 
 /// A catch-up from one peer while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,8 +32,10 @@ pub struct PeerInfo {
     /// Per origin, the highest contiguous transaction the peer has applied (as of its
     /// last answer).
     pub heads: Vec<(NodeId, u64)>,
-    /// How many of those transactions this node lacks (filled by `sync_status`). The
-    /// heads are the peer's claims: the count saturates at `u64::MAX`.
+    /// How many of those transactions this node lacks. `sync_status` counts against this
+    /// node's heads as they are now; `peers` against its heads as of the peer's last
+    /// answer (it reads no database). The heads are the peer's claims: the count
+    /// saturates at `u64::MAX`.
     pub behind: u64,
     /// Invalid messages received from this peer, whatever the reason (only those it
     /// provably caused count towards a ban).
@@ -45,28 +48,67 @@ pub struct PeerInfo {
     pub connection: Option<ConnectionKind>,
     /// The catch-up from this peer now running, if any.
     pub catch_up: Option<CatchUpProgress>,
+    /// Why the last failed connection to or from this peer failed, if one did since it
+    /// was last connected (see [`ConnectionFailure::reason`]).
+    pub last_error: Option<String>,
+}
+
+/// A connection that failed: a dial (to a bootstrap address, a relay, a peer found by
+/// mDNS or rendezvous) or an incoming handshake. In
+/// [`SyncStatus::connection_failures`] and [`crate::SyncEvent::ConnectionFailed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionFailure {
+    /// The peer, when known (a bootstrap address without `/p2p/<id>` names none).
+    pub peer: Option<PeerId>,
+    /// The address dialled, or the one an incoming connection came from.
+    pub address: Option<Multiaddr>,
+    /// Whether the peer dialled us (`true`) or we dialled it.
+    pub incoming: bool,
+    /// What failed, with the whole cause and, for known mistakes (a wrong group secret,
+    /// nothing listening, no route), what to check.
+    pub reason: String,
+    /// When it failed.
+    pub at: std::time::SystemTime,
+}
+
+impl std::fmt::Display for ConnectionFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let direction = if self.incoming { "from" } else { "to" };
+        match (&self.peer, &self.address) {
+            (Some(peer), Some(address)) => write!(f, "connection {direction} {peer} at {address}")?,
+            (Some(peer), None) => write!(f, "connection {direction} {peer}")?,
+            (None, Some(address)) => write!(f, "connection {direction} {address}")?,
+            (None, None) => write!(f, "a connection")?,
+        }
+        write!(f, " failed: {}", self.reason)
+    }
 }
 
 impl PeerInfo {
-    /// What the engine knows of `peer`, as the app sees it (`behind` is filled by
-    /// `sync_status`).
+    /// What the engine knows of `peer`, as the app sees it; `behind` counts against
+    /// `ours`, this node's heads (`me` is this node, whose own transactions it never
+    /// lacks).
     pub(crate) fn from_state(
         peer_id: PeerId,
         state: &crate::engine::PeerState,
         link: Option<ConnectionKind>,
+        ours: &HashMap<NodeId, u64>,
+        me: NodeId,
     ) -> PeerInfo {
         PeerInfo {
             peer_id,
             node_id: NodeId::from_peer_id_bytes(&peer_id.to_bytes()),
             connected: state.connected,
             heads: state.heads.clone(),
-            behind: 0,
+            behind: crate::protocol::catchup::behind(ours, &state.heads, me),
             rejected_messages: state.rejected,
             banned: state.banned_until.is_some(),
             connection: if state.connected { link } else { None },
             catch_up: state
                 .catch_up
                 .map(|(done, total)| CatchUpProgress { done, total }),
+            last_error: state.last_error.clone(),
         }
     }
 }
@@ -89,4 +131,24 @@ pub struct SyncStatus {
     pub connected_peers: usize,
     /// The most transactions any one peer has that this node lacks.
     pub behind: u64,
+    /// The catch-ups now running, summed over the peers pulled from (`None` when none
+    /// runs): what a progress bar shows.
+    pub catch_up: Option<CatchUpProgress>,
+    /// The most recent failed connections (at most 16, oldest first): a wrong group
+    /// secret, a bootstrap address where nothing listens, an address this build cannot
+    /// dial.
+    pub connection_failures: Vec<ConnectionFailure>,
+}
+
+impl CatchUpProgress {
+    /// The sum of several catch-ups' progress; `None` for none.
+    pub(crate) fn sum(parts: impl IntoIterator<Item = CatchUpProgress>) -> Option<Self> {
+        parts.into_iter().fold(None, |sum, part| {
+            let sum = sum.unwrap_or(CatchUpProgress { done: 0, total: 0 });
+            Some(CatchUpProgress {
+                done: sum.done.saturating_add(part.done),
+                total: sum.total.saturating_add(part.total),
+            })
+        })
+    }
 }

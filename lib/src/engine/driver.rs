@@ -38,7 +38,7 @@ use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) enum Pending {
     Heads,
@@ -105,7 +105,17 @@ pub(crate) struct Driver {
     pub(super) recovery: Recovery,
     /// Per peer pulled from: transactions applied and asked for in its current catch-up.
     pub(super) catch_ups: HashMap<PeerId, (u64, u64)>,
+    /// The app's requests for fresh heads (`EngineHandle::refresh_heads`).
+    refresh: async_channel::Receiver<()>,
+    /// When the requested round of heads requests goes out, if one is requested.
+    refresh_due: Option<tokio::time::Instant>,
+    /// When the last requested round went out.
+    last_refresh: Option<tokio::time::Instant>,
 }
+
+/// The least time between two rounds of heads requests the app asked for: a waiter that
+/// asks again after every answer costs the peers one request per peer per spacing.
+pub(crate) const REFRESH_SPACING: Duration = Duration::from_millis(100);
 
 impl Driver {
     #[allow(clippy::too_many_arguments)]
@@ -118,6 +128,7 @@ impl Driver {
         outbox: crate::outbox::EngineFeed,
         status: Arc<Mutex<NetworkStatus>>,
         stop: async_channel::Receiver<()>,
+        refresh: async_channel::Receiver<()>,
     ) -> Driver {
         let partial = Reassembly::new(PartBudget::for_messages(config.max_message_bytes));
         let recovery = Recovery::new(shared.node_id, outbox.floor());
@@ -141,6 +152,9 @@ impl Driver {
             attested: Attested::new(MAX_HEADS),
             recovery,
             catch_ups: HashMap::new(),
+            refresh,
+            refresh_due: None,
+            last_refresh: None,
         }
     }
 
@@ -190,6 +204,17 @@ impl Driver {
                         feed.check_log();
                     }
                     self.on_tick().await
+                }
+                // Closed only with the handle, and then `stop` ends the loop too.
+                Ok(()) = self.refresh.recv(), if self.refresh_due.is_none() => {
+                    let now = tokio::time::Instant::now();
+                    let earliest = self.last_refresh.map_or(now, |last| last + REFRESH_SPACING);
+                    self.refresh_due = Some(earliest.max(now));
+                }
+                _ = tokio::time::sleep_until(self.refresh_due.unwrap_or_else(tokio::time::Instant::now)), if self.refresh_due.is_some() => {
+                    self.refresh_due = None;
+                    self.last_refresh = Some(tokio::time::Instant::now());
+                    self.ask_connected_for_heads().await;
                 }
                 _ = self.stop.recv() => break,
             }
@@ -410,6 +435,13 @@ impl Driver {
                 };
             }
         };
+        if seq == head.saturating_add(1) {
+            // The head moved by one (`peers()` counts `behind` against it); a jump past
+            // sets that waited shows at the next heads reply.
+            let mut status = self.status();
+            let own = status.own_heads.entry(origin).or_default();
+            *own = (*own).max(seq);
+        }
         if seq > head.saturating_add(1) {
             // A transaction of this origin went missing: ask the forwarder what it has.
             self.ask_heads(via).await;
@@ -445,6 +477,11 @@ impl Driver {
         for peer in expired {
             self.command(Command::Unban(peer)).await;
         }
+        self.ask_connected_for_heads().await;
+    }
+
+    /// Asks every connected peer, members and candidates, for its heads.
+    async fn ask_connected_for_heads(&mut self) {
         let mut connected: Vec<PeerId> = self
             .status()
             .peers

@@ -17,10 +17,13 @@
 use super::behaviour::{Behaviour, BehaviourEvent, gossip_topic};
 use super::discovery::Relays;
 use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
+use crate::error::Error;
 use crate::events::{ConnectionKind, EventBus, Reachability, SyncEvent};
 use futures::StreamExt;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{PeerId, Swarm, autonat, dcutr, gossipsub, mdns, relay, rendezvous, request_response};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, mdns, relay, rendezvous, request_response,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,6 +50,8 @@ pub(crate) struct EventLoop {
     /// Peers announced as connected members ([`SyncEvent::PeerConnected`]).
     announced: HashSet<PeerId>,
     events_bus: EventBus,
+    /// Whether the group is private (a group secret): how a failed handshake is worded.
+    private: bool,
 }
 
 impl EventLoop {
@@ -60,20 +65,23 @@ impl EventLoop {
         stop: async_channel::Receiver<()>,
         status: Arc<Mutex<NetworkStatus>>,
         received_bytes: Arc<AtomicU64>,
-    ) -> Result<EventLoop, String> {
-        let mut swarm = super::transport::build_swarm(keypair, config, received_bytes)?;
+    ) -> Result<EventLoop, Error> {
+        let mut swarm = super::transport::build_swarm(keypair, config, received_bytes)
+            .map_err(|reason| Error::EngineStart { reason })?;
         let topic = gossip_topic(&config.topic, config.secret.as_ref());
         swarm
             .behaviour_mut()
             .gossipsub
             .subscribe(&topic)
-            .map_err(|e| format!("subscribing to the topic: {e}"))?;
-        let mut pending = std::collections::HashSet::new();
+            .map_err(|e| Error::EngineStart {
+                reason: format!("subscribing to the topic: {e}"),
+            })?;
+        let mut pending = HashMap::new();
         for address in &config.listen {
             let id = swarm
                 .listen_on(address.clone())
-                .map_err(|e| format!("listening on {address}: {e}"))?;
-            pending.insert(id);
+                .map_err(|e| listen_error(address, e))?;
+            pending.insert(id, address.clone());
         }
         let deadline = tokio::time::sleep(Duration::from_secs(10));
         tokio::pin!(deadline);
@@ -84,13 +92,20 @@ impl EventLoop {
                         pending.remove(&listener_id);
                         status.lock().unwrap_or_else(PoisonError::into_inner).listening.push(address);
                     }
-                    SwarmEvent::ListenerClosed { listener_id, reason: Err(err), .. } => {
-                        return Err(format!("listener {listener_id:?} failed: {err}"));
+                    SwarmEvent::ListenerClosed { listener_id, reason: Err(source), .. }
+                    | SwarmEvent::ListenerError { listener_id, error: source } => {
+                        if let Some(address) = pending.remove(&listener_id) {
+                            return Err(Error::Listen { address, source });
+                        }
                     }
-                    SwarmEvent::ListenerError { error, .. } => return Err(format!("listener failed: {error}")),
                     _ => {}
                 },
-                _ = &mut deadline => return Err("no listen address after 10 s".into()),
+                _ = &mut deadline => {
+                    let addresses: Vec<String> = pending.values().map(ToString::to_string).collect();
+                    return Err(Error::EngineStart {
+                        reason: format!("no listen address after 10 s for {}", addresses.join(", ")),
+                    });
+                }
             }
         }
         for address in &config.bootstrap {
@@ -119,7 +134,12 @@ impl EventLoop {
             connections: HashMap::new(),
             announced: HashSet::new(),
             events_bus,
+            private: config.secret.is_some(),
         })
+    }
+
+    fn lock_status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) async fn run(mut self) {
@@ -228,6 +248,9 @@ impl EventLoop {
                     ConnectionKind::Direct
                 };
                 tracing::debug!(%peer_id, ?kind, "connected");
+                if let Some(state) = self.lock_status().peers.get_mut(&peer_id) {
+                    state.last_error = None;
+                }
                 self.opened(peer_id, connection_id, kind);
                 self.relays.on_connected(&mut self.swarm, peer_id);
                 (num_established.get() == 1).then_some(NetEvent::Connected(peer_id))
@@ -244,13 +267,28 @@ impl EventLoop {
                 }
                 (num_established == 0).then_some(NetEvent::Disconnected(peer_id))
             }
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer_id),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+                if let Some(peer_id) = peer_id {
+                    self.relays.on_dial_failed(peer_id, Instant::now());
+                }
+                if let Some(failure) = super::failures::outgoing(peer_id, &error, self.private) {
+                    self.lock_status().connection_failed(failure);
+                }
+                None
+            }
+            SwarmEvent::IncomingConnectionError {
+                peer_id,
+                send_back_addr,
                 error,
                 ..
             } => {
-                tracing::debug!(%peer_id, %error, "dial failed");
-                self.relays.on_dial_failed(peer_id, Instant::now());
+                tracing::debug!(?peer_id, %send_back_addr, %error, "incoming connection failed");
+                if let Some(failure) =
+                    super::failures::incoming(peer_id, &send_back_addr, &error, self.private)
+                {
+                    self.lock_status().connection_failed(failure);
+                }
                 None
             }
             SwarmEvent::ListenerClosed { listener_id, .. } => {
@@ -524,5 +562,22 @@ impl EventLoop {
             }
             Event::Expired { .. } => {}
         }
+    }
+}
+
+/// A failed `listen_on` as the app's error, with the cause libp2p keeps out of its own
+/// message (`TransportError::Other` displays as nothing).
+fn listen_error(address: &Multiaddr, error: libp2p::TransportError<std::io::Error>) -> Error {
+    let source = match error {
+        libp2p::TransportError::MultiaddrNotSupported(_) => std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no transport of this build takes this kind of address (TCP over IPv4, IPv6 or DNS; \
+             QUIC with the `quic` feature)",
+        ),
+        libp2p::TransportError::Other(source) => source,
+    };
+    Error::Listen {
+        address: address.clone(),
+        source,
     }
 }

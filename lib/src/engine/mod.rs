@@ -23,6 +23,7 @@ pub(crate) mod behaviour;
 mod discovery;
 mod driver;
 mod event_loop;
+mod failures;
 mod pull;
 pub(crate) mod transport;
 
@@ -33,7 +34,7 @@ use crate::protocol::{Request, Response};
 use crate::replica::Shared;
 pub(crate) use discovery::check_relay_addresses;
 use libp2p::{Multiaddr, PeerId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -156,6 +157,10 @@ pub(crate) struct PeerState {
     pub banned_until: Option<std::time::Instant>,
     /// The catch-up from this peer now running: (done, total).
     pub catch_up: Option<(u64, u64)>,
+    /// Why the last connection to or from it failed, cleared when it connects.
+    pub last_error: Option<String>,
+    /// Whether its last heads reply was final: it held none of its own numbers back.
+    pub settled: bool,
 }
 
 /// What the engine knows, for `peers()` and `sync_status()`.
@@ -169,6 +174,11 @@ pub(crate) struct NetworkStatus {
     pub links: BTreeMap<PeerId, ConnectionKind>,
     /// Where connection and catch-up events go ([`crate::WaveSyncDb::sync_events`]).
     pub events: EventBus,
+    /// This node's heads as the driver last read them (at the last heads reply): what
+    /// `peers()` counts `behind` against without reading the database.
+    pub own_heads: HashMap<NodeId, u64>,
+    /// The most recent failed connections (`failures::RECENT_FAILURES`).
+    pub failures: std::collections::VecDeque<crate::status::ConnectionFailure>,
 }
 
 impl NetworkStatus {
@@ -177,11 +187,27 @@ impl NetworkStatus {
         self.links.get(peer).copied()
     }
 
+    /// Records a failed connection: kept among the recent ones, on the peer if it is
+    /// of our group, logged, and told to subscribers.
+    pub(crate) fn connection_failed(&mut self, failure: crate::status::ConnectionFailure) {
+        tracing::info!(%failure, "connection failed");
+        if let Some(state) = failure.peer.and_then(|peer| self.peers.get_mut(&peer)) {
+            state.last_error = Some(failure.reason.clone());
+        }
+        self.events
+            .publish(SyncEvent::ConnectionFailed(failure.clone()));
+        failures::remember(&mut self.failures, failure);
+    }
+
     /// Records what `peer` says it has applied and tells subscribers
     /// ([`SyncEvent::HeadsUpdated`]). For the heads code (pull.rs `on_heads`), in place of
     /// writing `peers[peer].heads` directly.
-    pub(crate) fn record_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
-        self.peers.entry(peer).or_default().heads = heads;
+    /// `settled`: the peer holds none of its own numbers back (its reply carried its
+    /// signed statement), so its heads are final as of now.
+    pub(crate) fn record_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>, settled: bool) {
+        let state = self.peers.entry(peer).or_default();
+        state.heads = heads;
+        state.settled = settled;
         self.events.publish(SyncEvent::HeadsUpdated { peer });
     }
 
@@ -221,6 +247,8 @@ pub(crate) struct EngineHandle {
     pub status: Arc<Mutex<NetworkStatus>>,
     /// The sync events' bus (also in the status, for the driver).
     pub events: EventBus,
+    /// Asks the driver for a round of heads requests (one slot: requests coalesce).
+    refresh: async_channel::Sender<()>,
     commands: async_channel::Sender<Command>,
     stop: async_channel::Sender<()>,
     stopped: async_channel::Receiver<()>,
@@ -229,6 +257,13 @@ pub(crate) struct EngineHandle {
 impl EngineHandle {
     pub(crate) fn status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the driver to ask every connected peer of the group for its heads soon (at
+    /// most one round per [`driver::REFRESH_SPACING`]); answers arrive as
+    /// [`SyncEvent::HeadsUpdated`]. Never waits: a request already pending covers this one.
+    pub(crate) fn refresh_heads(&self) {
+        let _ = self.refresh.try_send(());
     }
 
     /// Asks the engine to connect to `address`.
@@ -262,9 +297,7 @@ impl Drop for EngineHandle {
 }
 
 fn stopped_error() -> Error {
-    Error::Db(sea_orm::DbErr::Custom(
-        "the WaveSyncDB network engine has stopped; open the database again to restart it".into(),
-    ))
+    Error::EngineStopped
 }
 
 /// Starts the engine thread and waits until it listens on every configured address.
@@ -278,7 +311,8 @@ pub(crate) async fn start(
     let (events_tx, events_rx) = async_channel::bounded(CHANNEL_CAPACITY);
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let (stopped_tx, stopped_rx) = async_channel::bounded::<()>(1);
-    let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), String>>(1);
+    let (ready_tx, ready_rx) = async_channel::bounded::<Result<(), Error>>(1);
+    let (refresh_tx, refresh_rx) = async_channel::bounded::<()>(1);
     let events = EventBus::default();
     let status = Arc::new(Mutex::new(NetworkStatus {
         events: events.clone(),
@@ -295,6 +329,7 @@ pub(crate) async fn start(
         outbox,
         Arc::clone(&status),
         stop_rx.clone(),
+        refresh_rx,
     );
     match &config.secret {
         Some(secret) => {
@@ -322,7 +357,9 @@ pub(crate) async fn start(
             {
                 Ok(runtime) => runtime,
                 Err(err) => {
-                    let _ = ready_tx.try_send(Err(format!("starting the engine runtime: {err}")));
+                    let _ = ready_tx.try_send(Err(Error::EngineStart {
+                        reason: format!("starting its tokio runtime: {err}"),
+                    }));
                     return;
                 }
             };
@@ -352,18 +389,12 @@ pub(crate) async fn start(
             ));
             tracing::debug!("network engine stopped");
         })
-        .map_err(|err| {
-            Error::Db(sea_orm::DbErr::Custom(format!(
-                "spawning the engine thread: {err}"
-            )))
+        .map_err(|err| Error::EngineStart {
+            reason: format!("spawning its thread: {err}"),
         })?;
     match ready_rx.recv().await {
         Ok(Ok(())) => {}
-        Ok(Err(message)) => {
-            return Err(Error::Db(sea_orm::DbErr::Custom(format!(
-                "the network engine could not start: {message}"
-            ))));
-        }
+        Ok(Err(err)) => return Err(err),
         Err(_) => return Err(stopped_error()),
     }
     tracing::info!(%peer_id, listening = %listening(&status), "network engine started");
@@ -371,6 +402,7 @@ pub(crate) async fn start(
         peer_id,
         status,
         events,
+        refresh: refresh_tx,
         commands: commands_tx,
         stop: stop_tx,
         stopped: stopped_rx,
@@ -410,6 +442,7 @@ mod tests {
         status.record_heads(
             peer,
             vec![(NodeId::from_peer_id_bytes(&peer.to_bytes()), 7)],
+            true,
         );
         status.catch_up_started(peer, 7);
         status.catch_up_progress(peer, 5, 7);

@@ -42,7 +42,8 @@ impl Driver {
         match (self.pending.remove(&token), response) {
             (Some(Pending::Heads), Response::V1(ResponseV1::Heads(heads))) => {
                 self.prove(peer);
-                self.on_heads(peer, heads).await;
+                // A reply without statements says nothing of holding back: final.
+                self.on_heads(peer, heads, true).await;
             }
             (
                 Some(Pending::Heads),
@@ -52,8 +53,13 @@ impl Driver {
                 }),
             ) => {
                 self.prove(peer);
+                // A peer that lists its own origin without its signed statement holds
+                // numbers back (`protocol::recovery`): its head for itself may grow.
+                let its_own = node_of(&peer);
+                let settled = attestations.iter().any(|a| a.origin == its_own)
+                    || !heads.iter().any(|(origin, _)| *origin == its_own);
                 self.take_attestations(&heads, attestations);
-                self.on_heads(peer, heads).await;
+                self.on_heads(peer, heads, settled).await;
             }
             (
                 Some(Pending::Pull { origin }),
@@ -92,9 +98,9 @@ impl Driver {
         }
     }
 
-    async fn on_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>) {
+    async fn on_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>, settled: bool) {
         let heads = bounded_heads(heads);
-        self.status().record_heads(peer, heads.clone());
+        self.status().record_heads(peer, heads.clone(), settled);
         let ours: HashMap<NodeId, u64> = match log::heads(&self.shared.engine_conn).await {
             Ok(ours) => ours.into_iter().collect(),
             Err(err) => {
@@ -102,6 +108,7 @@ impl Driver {
                 return;
             }
         };
+        self.status().own_heads = ours.clone();
         let me = self.shared.node_id;
         let head = ours.get(&me).copied().unwrap_or(0);
         let signed = self.attested.statement(me).map_or(0, |(seq, _)| seq);
@@ -258,6 +265,10 @@ impl Driver {
             self.end_idle_catch_ups();
             return;
         }
+        if applied_sets > 0 {
+            // `peers()` counts `behind` against these: fresh before the progress event.
+            self.refresh_own_heads().await;
+        }
         if let Some((done, total)) = self.catch_ups.get_mut(&peer) {
             *done = done.saturating_add(applied_sets).min(*total);
             let (done, total) = (*done, *total);
@@ -272,6 +283,14 @@ impl Driver {
                 self.recovery_step(None, step).await;
             }
             self.end_idle_catch_ups();
+        }
+    }
+
+    /// Reads this node's heads into the status (what `peers()` counts `behind` against).
+    async fn refresh_own_heads(&mut self) {
+        match log::heads(&self.shared.engine_conn).await {
+            Ok(ours) => self.status().own_heads = ours.into_iter().collect(),
+            Err(err) => tracing::debug!(%err, "reading heads"),
         }
     }
 
@@ -375,10 +394,16 @@ impl Driver {
         }
         let issued = heads.iter().find(|(o, _)| *o == me).map_or(0, |(_, s)| *s);
         let live = self.last_with_entries(issued).await?;
-        let mut attestations: Vec<Attestation> =
+        // No statement of ours while numbers are held back: it could say no more than
+        // peers know, and its absence tells them our head for ourselves may still grow
+        // (`WaveSyncDb::wait_until_caught_up` waits for it).
+        let mut attestations: Vec<Attestation> = if self.recovery.held_back_above().is_some() {
+            Vec::new()
+        } else {
             attest::sign(&self.keypair, &self.group, issued, live)
                 .into_iter()
-                .collect();
+                .collect()
+        };
         attestations.extend(
             self.attested
                 .for_origins(heads.iter().map(|(o, _)| *o).filter(|o| *o != me)),

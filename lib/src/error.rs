@@ -141,7 +141,9 @@ pub enum Error {
     /// The network engine could not listen on an address given to
     /// `WaveSyncDbBuilder::listen_on`.
     #[error(
-        "could not listen on {address}: {source}; give an address this host has (`ip addr`          lists them; /ip4/0.0.0.0/tcp/PORT listens on all of them) and a free port (port 0          picks one)"
+        "could not listen on {address}: {source}; give an address this host has (`ip addr` \
+         lists them; /ip4/0.0.0.0/tcp/PORT listens on all of them) and a free port (port 0 \
+         picks one)"
     )]
     Listen {
         /// The address as given.
@@ -161,13 +163,16 @@ pub enum Error {
     /// The network engine has stopped (`shutdown()`, `close()`, or the engine thread
     /// ended): nothing reaches peers until the database is opened again.
     #[error(
-        "the WaveSyncDB network engine has stopped (shutdown() or close() was called, or          the engine failed: see the logs); changes stay in the log, open the database          again to sync them"
+        "the WaveSyncDB network engine has stopped (shutdown() or close() was called, or \
+         the engine failed: see the logs); changes stay in the log, open the database \
+         again to sync them"
     )]
     EngineStopped,
 
     /// A network operation on a database built `without_network()`.
     #[error(
-        "this WaveSyncDb was built without_network(), so it cannot {action}; build it          without `without_network()` to sync with peers"
+        "this WaveSyncDb was built without_network(), so it cannot {action}; build it \
+         without `without_network()` to sync with peers"
     )]
     NoNetwork {
         /// What was asked.

@@ -4,62 +4,57 @@
 //!
 //! - `tasks add "Buy milk"` adds a task and waits until a peer has it;
 //! - `tasks list` prints the tasks (after catching up with the peers it finds);
+//! - `tasks status` prints where this node stands: peers, direct or relayed, how far
+//!   behind, the last connection errors;
 //! - `tasks watch` prints the list whenever it changes, here or on a peer, and reads
 //!   commands (`add <title>`, `done <id>`, `rm <id>`, `list`, `quit`) from standard input;
-//! - `tasks demo` starts two peers as two processes on loopback and shows them converge.
+//! - `tasks demo` starts two peers as two processes on loopback and shows them converge;
+//! - `tasks secret` prints a fresh group secret.
+//!
+//! Options go before or after the command (`tasks list --db work.db`); `-v` shows the
+//! engine's logs (`-vv` more), and `RUST_LOG` overrides it.
 
 mod demo;
+mod progress;
+mod status;
+mod tasks;
+mod watch;
 
-use clap::{Parser, Subcommand};
-use sea_orm::prelude::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
-use std::time::{Duration, Instant};
-use wavesyncdb::{Multiaddr, WaveSyncDb, WaveSyncDbBuilder};
-
-mod task {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "tasks")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: String,
-        pub title: String,
-        pub completed: bool,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
+use clap::{ArgAction, Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+use wavesyncdb::{GroupSecret, Multiaddr, WaveSyncDb, WaveSyncDbBuilder};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "A task list that syncs with every peer of its topic")]
 struct Cli {
-    /// The SQLite database file.
-    #[arg(long, default_value = "tasks.db")]
+    /// The SQLite database file (created if missing; its directory must exist).
+    #[arg(long, global = true, default_value = "tasks.db")]
     db: std::path::PathBuf,
     /// The group topic: peers of the same topic sync.
-    #[arg(long, default_value = "wavesync-tasks")]
+    #[arg(long, global = true, default_value = "wavesync-tasks")]
     topic: String,
     /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4001.
-    #[arg(long)]
+    #[arg(long, global = true)]
     listen: Vec<Multiaddr>,
     /// Address of a peer to connect to (repeatable), e.g. /ip4/192.168.1.7/tcp/4001.
-    #[arg(long)]
+    #[arg(long, global = true)]
     peer: Vec<Multiaddr>,
     /// A relay and rendezvous server (repeatable), as `wavesync-server` prints it, e.g.
     /// /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...: reach members behind other NATs.
-    #[arg(long)]
+    #[arg(long, global = true)]
     relay: Vec<Multiaddr>,
     /// Do not discover peers on the LAN by mDNS.
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_mdns: bool,
     /// The group secret (64 hex digits, from `tasks secret`): only peers with it can
     /// connect. Also read from the WAVESYNC_SECRET environment variable.
-    #[arg(long, env = "WAVESYNC_SECRET", hide_env_values = true)]
-    secret: Option<wavesyncdb::GroupSecret>,
+    #[arg(long, global = true, env = "WAVESYNC_SECRET", hide_env_values = true,
+          value_parser = parse_secret)]
+    secret: Option<GroupSecret>,
+    /// Show the engine's logs: -v for what it does, -vv for details (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,6 +75,13 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         wait: u64,
     },
+    /// Print where this node stands: peers, direct or relayed, how far behind, the last
+    /// connection errors (after up to --wait seconds to find peers).
+    Status {
+        /// Seconds to wait for peers.
+        #[arg(long, default_value_t = 3)]
+        wait: u64,
+    },
     /// Print the tasks whenever they change; read commands from standard input.
     Watch,
     /// Start two peers as two processes on loopback and show them converge.
@@ -88,9 +90,70 @@ enum Command {
     Secret,
 }
 
-async fn open(cli: &Cli) -> Result<WaveSyncDb, wavesyncdb::Error> {
+/// `--secret` as a group secret, with a hint that names the command that makes one.
+fn parse_secret(text: &str) -> Result<GroupSecret, String> {
+    text.parse::<GroupSecret>().map_err(|_| {
+        "not a group secret: it is 64 hexadecimal digits (32 bytes); make one with \
+         `tasks secret` and give the same one to every member"
+            .to_owned()
+    })
+}
+
+/// Logs to standard error: warnings by default (an open group's warning shows), more
+/// with `-v`; `RUST_LOG` wins when set.
+fn init_logs(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// An error for the user: what happened, and what to do.
+#[derive(Debug)]
+struct Failure(String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<wavesyncdb::Error> for Failure {
+    fn from(err: wavesyncdb::Error) -> Failure {
+        Failure(err.to_string())
+    }
+}
+
+impl From<sea_orm::DbErr> for Failure {
+    fn from(err: sea_orm::DbErr) -> Failure {
+        Failure(format!("database error: {err}"))
+    }
+}
+
+async fn open(cli: &Cli) -> Result<WaveSyncDb, Failure> {
+    let path = &cli.db;
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(Failure(format!(
+            "cannot open the database {}: the directory {} does not exist; create it \
+             (mkdir -p {}) or give another --db",
+            path.display(),
+            dir.display(),
+            dir.display()
+        )));
+    }
     let mut builder = WaveSyncDbBuilder::new(
-        format!("sqlite:{}?mode=rwc", cli.db.display()),
+        format!("sqlite:{}?mode=rwc", path.display()),
         cli.topic.clone(),
     )
     .mdns(!cli.no_mdns)
@@ -107,295 +170,95 @@ async fn open(cli: &Cli) -> Result<WaveSyncDb, wavesyncdb::Error> {
     if let Some(secret) = &cli.secret {
         builder = builder.group_secret(secret.clone());
     }
-    let db = builder.build().await?;
-    db.schema().register::<task::Entity>().sync().await?;
+    let db = match builder.build().await {
+        Ok(db) => db,
+        Err(wavesyncdb::Error::Db(err)) => {
+            return Err(Failure(format!(
+                "cannot open the database {}: {err}; check that the file is a SQLite \
+                 database this user may write",
+                path.display()
+            )));
+        }
+        Err(err @ wavesyncdb::Error::Listen { .. }) => {
+            return Err(Failure(format!("{err}\n(the address comes from --listen)")));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    db.schema().register::<tasks::task::Entity>().sync().await?;
     Ok(db)
 }
 
-fn new_id() -> String {
-    format!("{:08x}", rand::random::<u32>())
-}
-
-async fn print_tasks(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
-    let tasks = task::Entity::find()
-        .order_by_asc(task::Column::Title)
-        .all(db)
-        .await?;
-    let connected: Vec<_> = db.peers().into_iter().filter(|p| p.connected).collect();
-    let peers = connected.len();
-    println!(
-        "tasks ({} peer{} connected):",
-        peers,
-        if peers == 1 { "" } else { "s" }
-    );
-    for peer in &connected {
-        println!(
-            "  peer {} {}",
-            peer.peer_id,
-            connection_name(peer.connection)
-        );
-    }
-    // A long list is cut: the count says how many there are.
-    const SHOWN: usize = 50;
-    for t in tasks.iter().take(SHOWN) {
-        println!(
-            "  [{}] {}  {}",
-            if t.completed { "x" } else { " " },
-            t.id,
-            t.title
-        );
-    }
-    if tasks.len() > SHOWN {
-        println!(
-            "  ... and {} more ({} tasks)",
-            tasks.len() - SHOWN,
-            tasks.len()
-        );
-    }
-    if tasks.is_empty() {
-        println!("  (none)");
-    }
-    Ok(())
-}
-
-fn connection_name(kind: Option<wavesyncdb::ConnectionKind>) -> &'static str {
-    match kind {
-        Some(wavesyncdb::ConnectionKind::Direct) => "direct",
-        Some(wavesyncdb::ConnectionKind::Relayed) => "relayed",
-        _ => "connecting",
-    }
-}
-
-/// One line for a sync event, or `None` for the ones not worth a line.
-fn describe(event: &wavesyncdb::SyncEvent) -> Option<String> {
-    use wavesyncdb::SyncEvent;
-    Some(match event {
-        SyncEvent::PeerConnected { peer, connection } => {
-            format!(
-                "peer {peer} connected ({})",
-                connection_name(Some(*connection))
-            )
-        }
-        SyncEvent::PeerDisconnected { peer } => format!("peer {peer} left"),
-        SyncEvent::ConnectionUpgraded { peer } => format!("peer {peer} now direct (hole punched)"),
-        SyncEvent::UpgradeFailed { peer } => {
-            format!("peer {peer}: hole punching failed, staying relayed")
-        }
-        SyncEvent::RelayReserved { relay } => format!("reachable through relay {relay}"),
-        SyncEvent::RelayLost { relay } => format!("lost relay {relay}; reconnecting"),
-        SyncEvent::ReachabilityChanged(reachability) => format!("reachability: {reachability:?}"),
-        SyncEvent::CatchUpStarted { peer, total } => {
-            format!("catching up {total} transactions from {peer}")
-        }
-        SyncEvent::CatchUpProgress { done, total, .. } => format!("catch-up {done}/{total}"),
-        SyncEvent::CatchUpFinished { done, .. } => format!("caught up ({done} transactions)"),
-        _ => return None,
+/// `future`'s output, or `None` after `seconds`.
+async fn within<T>(seconds: u64, future: impl std::future::Future<Output = T>) -> Option<T> {
+    smol::future::or(async { Some(future.await) }, async {
+        smol::Timer::after(Duration::from_secs(seconds)).await;
+        None
     })
+    .await
 }
 
-/// Waits until `check` holds or `seconds` pass.
-async fn wait_for<F, Fut>(seconds: u64, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        smol::Timer::after(Duration::from_millis(100)).await;
-    }
-    false
-}
-
-/// Whether some connected peer has applied everything this node wrote.
-async fn a_peer_has_ours(db: &WaveSyncDb) -> bool {
-    let Ok(status) = db.sync_status().await else {
-        return false;
-    };
-    let ours = status
-        .heads
-        .iter()
-        .find(|(origin, _)| *origin == status.node_id)
-        .map_or(0, |h| h.1);
-    status.peers.iter().any(|p| {
-        p.connected
-            && p.heads
-                .iter()
-                .any(|(origin, seq)| *origin == status.node_id && *seq >= ours)
-    })
-}
-
-async fn run_command(db: &WaveSyncDb, line: &str) -> Result<bool, wavesyncdb::Error> {
-    let (verb, rest) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
-    let rest = rest.trim();
-    match verb {
-        "" => {}
-        "add" if !rest.is_empty() => {
-            task::ActiveModel {
-                id: Set(new_id()),
-                title: Set(rest.to_owned()),
-                completed: Set(false),
+async fn run(cli: &Cli) -> Result<(), Failure> {
+    let db = open(cli).await?;
+    match &cli.command {
+        Command::Add { title, wait } => {
+            let title = title.join(" ");
+            if title.trim().is_empty() {
+                return Err(Failure("give the task a title: tasks add <title>".into()));
             }
-            .insert(db)
-            .await?;
-        }
-        "done" | "rm" if !rest.is_empty() => {
-            let matching = task::Column::Id.starts_with(rest);
-            let changed = if verb == "done" {
-                task::Entity::update_many()
-                    .col_expr(task::Column::Completed, Expr::value(true))
-                    .filter(matching)
-                    .exec(db)
-                    .await?
-                    .rows_affected
-            } else {
-                task::Entity::delete_many()
-                    .filter(matching)
-                    .exec(db)
-                    .await?
-                    .rows_affected
-            };
-            if changed == 0 {
-                println!("no task id starts with {rest:?}");
-            }
-        }
-        "list" => print_tasks(db).await?,
-        "quit" | "exit" => return Ok(false),
-        _ => println!("commands: add <title> | done <id> | rm <id> | list | quit"),
-    }
-    Ok(true)
-}
-
-async fn watch(db: &WaveSyncDb) -> Result<(), wavesyncdb::Error> {
-    for address in db.listening_addresses() {
-        println!("listening on {address}");
-    }
-    let (lines_tx, lines) = async_channel::bounded::<String>(16);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines().map_while(Result::ok) {
-            if lines_tx.send_blocking(line).is_err() {
-                break;
-            }
-        }
-    });
-    // Subscribe before the first print: no change can fall in between.
-    let mut changes = db.subscribe();
-    let mut events = db.sync_events();
-    let mut events_open = true;
-    let mut peers = 0;
-    print_tasks(db).await?;
-    loop {
-        enum Next {
-            Line(Option<String>),
-            Changed,
-            Event(Option<Result<wavesyncdb::SyncEvent, wavesyncdb::EventsLagged>>),
-            Tick,
-        }
-        let next = smol::future::or(
-            async { Next::Line(lines.recv().await.ok()) },
-            smol::future::or(
-                async {
-                    let _ = changes.recv().await;
-                    Next::Changed
-                },
-                smol::future::or(
-                    async {
-                        if events_open {
-                            Next::Event(events.recv().await)
-                        } else {
-                            smol::future::pending().await
-                        }
-                    },
-                    async {
-                        smol::Timer::after(Duration::from_millis(500)).await;
-                        Next::Tick
-                    },
-                ),
-            ),
-        )
-        .await;
-        match next {
-            Next::Line(None) => break,
-            Next::Line(Some(line)) => {
-                if !run_command(db, &line).await? {
-                    break;
-                }
-            }
-            Next::Changed => {
-                changes.drain();
-                print_tasks(db).await?;
-            }
-            Next::Event(Some(Ok(event))) => {
-                if let Some(line) = describe(&event) {
-                    println!("* {line}");
-                }
-                if matches!(event, wavesyncdb::SyncEvent::ConnectionUpgraded { .. }) {
-                    print_tasks(db).await?;
-                }
-            }
-            Next::Event(Some(Err(lagged))) => println!("* {lagged}"),
-            // The engine stopped: only local edits from now on.
-            Next::Event(None) => events_open = false,
-            Next::Tick => {
-                let now = db.peers().iter().filter(|p| p.connected).count();
-                if now != peers {
-                    peers = now;
-                    print_tasks(db).await?;
+            tasks::run_command(&db, &format!("add {title}")).await?;
+            match within(*wait, db.wait_until_replicated(1)).await {
+                Some(Ok(_)) => println!("added; a peer has it"),
+                Some(Err(err)) => return Err(err.into()),
+                None => {
+                    println!("added locally; no peer confirmed it yet (it syncs when one connects)")
                 }
             }
         }
+        Command::List { wait } => {
+            progress::caught_up_within(&db, *wait).await;
+            tasks::print_tasks(&db).await?;
+        }
+        Command::Status { wait } => {
+            progress::caught_up_within(&db, *wait).await;
+            status::print(&db).await?;
+        }
+        Command::Watch => watch::watch(&db).await?,
+        Command::Demo | Command::Secret => {}
     }
     db.shutdown().await;
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.verbose);
     match cli.command {
-        Command::Demo => return demo::run(),
+        Command::Demo => {
+            return match demo::run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Secret => {
             let secret = WaveSyncDb::generate_secret();
             println!("{}", secret.to_hex());
             eprintln!(
-                "fingerprint {}; give the secret to every member (e.g. WAVESYNC_SECRET=...) over a channel you trust",
+                "fingerprint {}; give the secret to every member (--secret or \
+                 WAVESYNC_SECRET=...) over a channel you trust",
                 secret.fingerprint()
             );
-            return Ok(());
+            return ExitCode::SUCCESS;
         }
         _ => {}
     }
-    smol::block_on(async {
-        let db = open(&cli).await?;
-        match &cli.command {
-            Command::Add { title, wait } => {
-                let title = title.join(" ");
-                if title.trim().is_empty() {
-                    return Err("give the task a title: tasks add <title>".into());
-                }
-                run_command(&db, &format!("add {title}")).await?;
-                if wait_for(*wait, || a_peer_has_ours(&db)).await {
-                    println!("added; a peer has it");
-                } else {
-                    println!(
-                        "added locally; no peer confirmed it yet (it syncs when one connects)"
-                    );
-                }
-            }
-            Command::List { wait } => {
-                wait_for(*wait, || async {
-                    db.sync_status().await.is_ok_and(|s| {
-                        s.behind == 0 && s.peers.iter().any(|p| p.connected && !p.heads.is_empty())
-                    })
-                })
-                .await;
-                print_tasks(&db).await?;
-            }
-            Command::Watch => watch(&db).await?,
-            Command::Demo | Command::Secret => {}
+    match smol::block_on(run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
         }
-        db.shutdown().await;
-        Ok(())
-    })
+    }
 }

@@ -19,7 +19,14 @@ fn chain(error: &dyn StdError) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next: Option<&dyn StdError> = Some(error);
     while let Some(error) = next {
-        let text = error.to_string();
+        // One line: libp2p lists several causes on lines of their own (" - cause").
+        let text = error
+            .to_string()
+            .lines()
+            .map(|line| line.trim().trim_start_matches("- "))
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         // libp2p wraps a cause and often repeats it, or says nothing at all.
         if !text.is_empty() && !parts.iter().any(|part| part.contains(&text)) {
             parts.push(text);
@@ -101,10 +108,14 @@ pub(crate) fn outgoing(
         DialError::DialPeerConditionFalse(_) | DialError::Aborted => return None,
         DialError::Transport(attempts) => {
             let address = attempts.first().map(|(address, _)| address.clone());
-            let causes: Vec<String> = attempts
-                .iter()
-                .map(|(address, error)| format!("{address}: {}", transport_cause(error)))
-                .collect();
+            let causes: Vec<String> = match attempts.as_slice() {
+                // The failure names the address already.
+                [(_, error)] => vec![transport_cause(error)],
+                _ => attempts
+                    .iter()
+                    .map(|(address, error)| format!("{address}: {}", transport_cause(error)))
+                    .collect(),
+            };
             (address, causes.join("; "))
         }
         DialError::WrongPeerId { obtained, address } => (

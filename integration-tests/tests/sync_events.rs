@@ -188,10 +188,27 @@ fn peers_that_know_only_the_relay_find_each_other_and_sync() {
         .await;
         assert_converge(&[&a, &b], WAIT).await;
         assert_eq!(a.tasks().await.len(), 2);
+        // A's circuit address is one it hands out while the relay carries it ...
+        let circuit = |db: &wavesyncdb::WaveSyncDb| {
+            db.listening_addresses()
+                .iter()
+                .any(|address| address.to_string().contains("/p2p-circuit"))
+        };
+        assert!(
+            wait_until(WAIT, || async { circuit(&a.db) }).await,
+            "no circuit address: {:?}",
+            a.db.listening_addresses()
+        );
+        // ... and not after the relay is gone.
+        drop(server);
+        assert!(
+            wait_until(WAIT, || async { !circuit(&a.db) }).await,
+            "a circuit address outlived its relay: {:?}",
+            a.db.listening_addresses()
+        );
         a.stop().await;
         b.stop().await;
     });
-    drop(server);
 }
 
 #[test]

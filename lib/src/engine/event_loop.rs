@@ -291,8 +291,23 @@ impl EventLoop {
                 }
                 None
             }
-            SwarmEvent::ListenerClosed { listener_id, .. } => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                ..
+            } => {
+                // A circuit listener closes with its relay: its addresses are no longer
+                // ours to hand out.
+                self.lock_status()
+                    .listening
+                    .retain(|address| !addresses.contains(address));
                 self.relays.on_listener_closed(listener_id);
+                None
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.lock_status()
+                    .listening
+                    .retain(|known| *known != address);
                 None
             }
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {

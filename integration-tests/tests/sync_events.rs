@@ -130,12 +130,12 @@ impl Drop for Server {
     }
 }
 
-#[test]
-fn peers_that_know_only_the_relay_find_each_other_and_sync() {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Starts a relay server process on loopback with `extra` arguments; its address.
+fn start_server(dir: &std::path::Path, extra: &[&str]) -> (Server, wavesyncdb::Multiaddr) {
     let mut child = Command::new(NODE)
         .args(["server", "--listen", "/ip4/127.0.0.1/tcp/0", "--key"])
-        .arg(dir.path().join("server.key"))
+        .arg(dir.join("server.key"))
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -150,7 +150,7 @@ fn peers_that_know_only_the_relay_find_each_other_and_sync() {
             }
         }
     });
-    let relay: wavesyncdb::Multiaddr = loop {
+    let relay = loop {
         let line = rx
             .recv_timeout(WAIT)
             .expect("the server prints its address");
@@ -158,6 +158,61 @@ fn peers_that_know_only_the_relay_find_each_other_and_sync() {
             break address.parse().expect("a multiaddr");
         }
     };
+    (server, relay)
+}
+
+#[test]
+fn the_server_refuses_connections_beyond_its_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, relay) = start_server(dir.path(), &["--max-connections", "2"]);
+    smol::block_on(async {
+        let with_relay = |builder: WaveSyncDbBuilder| builder.relay(relay.clone());
+        let mut reserved = Vec::new();
+        let mut peers = Vec::new();
+        for name in ["a", "b", "c"] {
+            let peer =
+                TestPeer::start_with(&dir.path().join(format!("{name}.db")), &[], with_relay).await;
+            let mut events = peer.db.sync_events();
+            // Each in turn, so the first two are the ones let in.
+            let got = smol::future::or(
+                async {
+                    while let Some(event) = events.next().await {
+                        if matches!(event, Ok(SyncEvent::RelayReserved { .. })) {
+                            return true;
+                        }
+                    }
+                    false
+                },
+                async {
+                    smol::Timer::after(if reserved.len() < 2 {
+                        WAIT
+                    } else {
+                        Duration::from_secs(5)
+                    })
+                    .await;
+                    false
+                },
+            )
+            .await;
+            reserved.push(got);
+            peers.push(peer);
+        }
+        assert_eq!(
+            reserved,
+            vec![true, true, false],
+            "two connections allowed, the third refused"
+        );
+        for peer in peers {
+            peer.stop().await;
+        }
+    });
+    drop(server);
+}
+
+#[test]
+fn peers_that_know_only_the_relay_find_each_other_and_sync() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, relay) = start_server(dir.path(), &[]);
     smol::block_on(async {
         let with_relay = |builder: WaveSyncDbBuilder| builder.relay(relay.clone());
         let a = TestPeer::start_with(&dir.path().join("a.db"), &[], with_relay).await;

@@ -51,6 +51,10 @@ pub struct Limits {
     /// Most reservations (members reachable through this relay) at once.
     #[arg(long, default_value_t = 1024)]
     pub max_reservations: usize,
+    /// Most open connections at once (members, circuits' ends, probes): beyond it new
+    /// connections are refused, so a flood of dials cannot exhaust the host.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: u32,
 }
 
 #[derive(Parser, Debug)]

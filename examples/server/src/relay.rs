@@ -9,7 +9,7 @@
 use crate::Limits;
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, Swarm, autonat, identify, ping, relay, rendezvous};
+use libp2p::{Multiaddr, Swarm, autonat, connection_limits, identify, ping, relay, rendezvous};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ const IDENTIFY_PROTOCOL: &str = "/wavesyncdb/id/1";
 /// What the server speaks.
 #[derive(NetworkBehaviour)]
 pub struct ServerBehaviour {
+    limits: connection_limits::Behaviour,
     relay: relay::Behaviour,
     rendezvous: rendezvous::server::Behaviour,
     identify: identify::Behaviour,
@@ -44,6 +45,16 @@ fn relay_config(limits: &Limits) -> relay::Config {
     // A peer that restarts or loses its network reserves again: allow that, not a flood.
     .reservation_rate_per_peer(per_minute(30), Duration::from_secs(2))
     .circuit_src_per_peer(per_minute(60), Duration::from_secs(1))
+}
+
+/// Bounds on connections: in all (`--max-connections`), half-open incoming ones (a
+/// handshake flood), and per peer (a member needs one or two; circuits' ends are counted
+/// on their own peers).
+fn connection_limits(limits: &Limits) -> connection_limits::ConnectionLimits {
+    connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(limits.max_connections))
+        .with_max_pending_incoming(Some((limits.max_connections / 8).max(16)))
+        .with_max_established_per_peer(Some(8))
 }
 
 /// Errors of the relay's start.
@@ -76,6 +87,7 @@ pub async fn start(
         .with_other_transport(|key| wavesyncdb::member_transport(key, secret))
         .map_err(|e| RelayError::Build(e.to_string()))?
         .with_behaviour(|key| ServerBehaviour {
+            limits: connection_limits::Behaviour::new(connection_limits(limits)),
             relay: relay::Behaviour::new(peer_id, relay_config(limits)),
             rendezvous: rendezvous::server::Behaviour::new(
                 // Members register for two hours and renew at half; a registration may
@@ -109,7 +121,11 @@ pub async fn start(
             .listen_on(address.clone())
             .map_err(|e| RelayError::Listen {
                 address: address.clone(),
-                reason: e.to_string(),
+                // libp2p's `TransportError::Other` displays as nothing: say its cause.
+                reason: match e {
+                    libp2p::TransportError::Other(cause) => cause.to_string(),
+                    other => other.to_string(),
+                },
             })?;
         pending += 1;
     }
@@ -201,6 +217,7 @@ mod tests {
             max_circuit_mib: 1024,
             max_circuits: 256,
             max_reservations: 1024,
+            max_connections: 4096,
         };
         let config = relay_config(&limits);
         let default = relay::Config::default();

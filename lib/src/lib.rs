@@ -21,6 +21,8 @@ mod connection;
 mod effects;
 mod engine;
 mod events;
+#[cfg(feature = "prometheus")]
+mod exporter;
 mod log;
 mod metrics;
 mod migrate;

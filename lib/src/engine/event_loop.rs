@@ -52,6 +52,8 @@ pub(crate) struct EventLoop {
     events_bus: EventBus,
     /// Whether the group is private (a group secret): how a failed handshake is worded.
     private: bool,
+    /// Where swarm events are counted (feature `prometheus`).
+    telemetry: super::telemetry::Telemetry,
 }
 
 impl EventLoop {
@@ -113,11 +115,10 @@ impl EventLoop {
                 tracing::warn!(%address, %err, "cannot dial bootstrap peer");
             }
         }
-        let events_bus = status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .events
-            .clone();
+        let (events_bus, telemetry) = {
+            let status = status.lock().unwrap_or_else(PoisonError::into_inner);
+            (status.events.clone(), status.telemetry.clone())
+        };
         let mut relays = Relays::new(config, events_bus.clone(), Instant::now());
         relays.on_tick(&mut swarm, Instant::now());
         Ok(EventLoop {
@@ -135,6 +136,7 @@ impl EventLoop {
             announced: HashSet::new(),
             events_bus,
             private: config.secret.is_some(),
+            telemetry,
         })
     }
 
@@ -234,6 +236,7 @@ impl EventLoop {
 
     /// Forwards what the driver needs; `Err` when the driver is gone.
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Result<(), ()> {
+        self.telemetry.record(&event);
         let forward = match event {
             SwarmEvent::ConnectionEstablished {
                 peer_id,

@@ -25,6 +25,7 @@ mod driver;
 mod event_loop;
 mod failures;
 mod pull;
+mod telemetry;
 pub(crate) mod transport;
 
 use crate::clock::NodeId;
@@ -179,6 +180,8 @@ pub(crate) struct NetworkStatus {
     pub own_heads: HashMap<NodeId, u64>,
     /// The most recent failed connections (`failures::RECENT_FAILURES`).
     pub failures: std::collections::VecDeque<crate::status::ConnectionFailure>,
+    /// libp2p's metrics, for the event loop to record into (feature `prometheus`).
+    pub telemetry: telemetry::Telemetry,
 }
 
 impl NetworkStatus {
@@ -249,6 +252,9 @@ pub(crate) struct EngineHandle {
     pub events: EventBus,
     /// Asks the driver for a round of heads requests (one slot: requests coalesce).
     refresh: async_channel::Sender<()>,
+    /// libp2p's metrics (feature `prometheus`; empty without it).
+    #[cfg_attr(not(feature = "prometheus"), allow(dead_code))]
+    pub telemetry: telemetry::Telemetry,
     commands: async_channel::Sender<Command>,
     stop: async_channel::Sender<()>,
     stopped: async_channel::Receiver<()>,
@@ -341,6 +347,11 @@ pub(crate) async fn start(
              set a group secret (WaveSyncDbBuilder::group_secret) to make the group private"
         ),
     }
+    let telemetry = status
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .telemetry
+        .clone();
     let loop_status = Arc::clone(&status);
     let received_bytes = shared.metrics.bytes_received_counter();
     let span = tracing::info_span!("wavesync_engine", %peer_id, node_id = %shared.node_id);
@@ -403,6 +414,7 @@ pub(crate) async fn start(
         status,
         events,
         refresh: refresh_tx,
+        telemetry,
         commands: commands_tx,
         stop: stop_tx,
         stopped: stopped_rx,

@@ -19,6 +19,17 @@
 //! today's size limit (history from before the limit, relayed in good faith), or anything
 //! that failed on our side (a database error, a page applied after our own failure).
 //! Those are still counted (metrics, `PeerInfo::rejected_messages`), never banned for.
+//!
+//! Why not gossipsub's own peer scoring (decided, not measured against a flood):
+//! scoring sees only the gossip topic, while half of what a peer can provably do wrong
+//! happens in the catch-up protocol (a forged page, a page outside the range asked for),
+//! which only these strikes see; scoring graylists (ignores) a peer that stays connected
+//! and keeps costing us a connection, where a ban disconnects it; and its weights,
+//! decays and thresholds are tuned for large public meshes, not for groups of a few
+//! devices where one peer is a sizeable part of the mesh. Invalid gossip is already
+//! rejected in validation, so it is never forwarded with or without scoring. Scoring
+//! stays off; if groups grow to public-mesh sizes, its mesh-quality parts (time in mesh,
+//! first deliveries) are worth enabling beside the strikes.
 
 use crate::error::RejectReason;
 use std::collections::{HashMap, VecDeque};

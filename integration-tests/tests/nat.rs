@@ -70,6 +70,16 @@ fn unsupported() -> Option<&'static str> {
     if Command::new("iptables").arg("--version").output().is_err() {
         return Some("`iptables` is not installed");
     }
+    // Root without CAP_NET_ADMIN (an unprivileged container) cannot make namespaces.
+    let probe = format!("wnprobe{}", std::process::id());
+    let made = Command::new("ip")
+        .args(["netns", "add", &probe])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        return Some("this root cannot create network namespaces (no CAP_NET_ADMIN?)");
+    }
+    let _ = Command::new("ip").args(["netns", "del", &probe]).output();
     None
 }
 

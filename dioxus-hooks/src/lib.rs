@@ -58,7 +58,7 @@ pub use error::{LaunchError, SetupError};
 #[cfg(feature = "desktop")]
 pub use launch::{launch, launch_with, try_launch, try_launch_with};
 pub use synced::Synced;
-pub use use_sync_status::{SYNC_STATUS_INTERVAL, use_sync_status};
+pub use use_sync_status::use_sync_status;
 pub use use_synced_query::use_synced_query;
 pub use use_synced_row::{PrimaryKeyOf, use_synced_row};
 pub use use_synced_table::use_synced_table;

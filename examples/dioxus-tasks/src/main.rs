@@ -127,6 +127,9 @@ fn App() -> Element {
     let db = use_db();
     let tasks = use_synced_table::<task::Entity>(&db);
     let status = use_sync_status(&db);
+    // What the input holds, as its `oninput` reports it. The input is not bound to it
+    // (no `value: "{draft}"`): writing each keystroke back while the next is on its way
+    // from the webview would drop that one when typing fast on a busy machine.
     let draft = use_signal(String::new);
 
     let peers = status.read().as_ref().map_or("starting…".to_owned(), |s| {
@@ -154,7 +157,6 @@ fn App() -> Element {
                 id: "new-task",
                 autofocus: true,
                 placeholder: "What needs doing? (Enter adds)",
-                value: "{draft}",
                 oninput: move |event| { let mut draft = draft; draft.set(event.value()) },
                 onkeydown: {
                     let db = db.clone();
@@ -260,13 +262,18 @@ fn peer_line(peer: &PeerInfo) -> (String, String) {
     (id, line)
 }
 
-/// Adds the task typed in `draft`, and empties it.
+/// Adds the task typed in `draft`, and empties the input.
 async fn add(db: WaveSyncDb, mut draft: Signal<String>) {
     let title = draft.peek().trim().to_owned();
     if title.is_empty() {
         return;
     }
     draft.set(String::new());
+    // The input is not bound to `draft` (see `App`): empty it in the page.
+    let script = "document.getElementById('new-task').value = '';";
+    if let Err(error) = dioxus::desktop::window().webview.evaluate_script(script) {
+        tracing::warn!(%error, "could not empty the input");
+    }
     let task = task::ActiveModel {
         id: Set(new_id()),
         title: Set(title),

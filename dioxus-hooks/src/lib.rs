@@ -5,7 +5,8 @@
 //! - [`use_synced_row`]: a signal of one row, `None` once it is deleted;
 //! - [`use_synced_query`]: a signal of a filtered, ordered SeaORM query, re-run when a
 //!   table it reads changes;
-//! - [`use_sync_status`]: connected peers and how far behind this node is;
+//! - [`use_sync_status`]: connected peers (direct or relayed), catch-ups in progress and
+//!   how far behind this node is, pushed by the engine's sync events;
 //! - [`use_db`] / [`provide_db`]: the database through Dioxus context (a cheap clone of
 //!   the handle, nothing leaked).
 //!
@@ -58,7 +59,7 @@ pub use error::{LaunchError, SetupError};
 #[cfg(feature = "desktop")]
 pub use launch::{launch, launch_with, try_launch, try_launch_with};
 pub use synced::Synced;
-pub use use_sync_status::{SYNC_STATUS_INTERVAL, use_sync_status};
+pub use use_sync_status::use_sync_status;
 pub use use_synced_query::use_synced_query;
 pub use use_synced_row::{PrimaryKeyOf, use_synced_row};
 pub use use_synced_table::use_synced_table;

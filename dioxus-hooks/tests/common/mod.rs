@@ -1,5 +1,6 @@
-//! Test support: real databases in temp dirs, a second peer without network, and a
-//! headless `VirtualDom` driven until its HTML says what the test waits for.
+//! Test support: real databases in temp dirs (without network, or with a real engine on
+//! 127.0.0.1), and a headless `VirtualDom` driven until its HTML says what the test
+//! waits for.
 #![allow(dead_code)]
 
 use dioxus::dioxus_core::NoOpMutations;
@@ -7,7 +8,7 @@ use dioxus::prelude::*;
 use sea_orm::{ActiveModelTrait, Set};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use wavesyncdb::{ChangeSet, WaveSyncDb, WaveSyncDbBuilder};
+use wavesyncdb::{ChangeSet, GroupSecret, Multiaddr, WaveSyncDb, WaveSyncDbBuilder};
 
 pub mod task {
     use sea_orm::entity::prelude::*;
@@ -48,19 +49,47 @@ pub mod note {
 /// How long a test waits for the UI to show a change before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A database file in its own temp dir, opened without network, with both entities.
+/// A database file in its own temp dir, with both entities.
 pub struct Peer {
     pub db: WaveSyncDb,
-    pub change_sets: async_channel::Receiver<ChangeSet>,
+    /// The committed change sets (`None` with network: the engine takes them).
+    pub change_sets: Option<async_channel::Receiver<ChangeSet>>,
     _dir: TempDir,
 }
 
 impl Peer {
+    /// A peer without network; the test carries its change sets by hand.
     pub async fn open() -> Peer {
+        let mut peer = Peer::build("dioxus-tests", |builder| builder.without_network()).await;
+        peer.change_sets = Some(peer.db.change_set_receiver());
+        peer
+    }
+
+    /// A peer with a real engine of the private group (`topic`, `secret`), listening on
+    /// 127.0.0.1 and dialling `bootstrap`; no mDNS, so only the test's peers meet.
+    pub async fn start(topic: &str, secret: &GroupSecret, bootstrap: &[Multiaddr]) -> Peer {
+        let secret = secret.clone();
+        let bootstrap = bootstrap.to_vec();
+        Peer::build(topic, move |builder| {
+            let mut builder = builder
+                .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+                .mdns(false)
+                .group_secret(secret);
+            for address in bootstrap {
+                builder = builder.bootstrap(address);
+            }
+            builder
+        })
+        .await
+    }
+
+    async fn build(
+        topic: &str,
+        configure: impl FnOnce(WaveSyncDbBuilder) -> WaveSyncDbBuilder,
+    ) -> Peer {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}?mode=rwc", dir.path().join("app.db").display());
-        let db = WaveSyncDbBuilder::new(url, "dioxus-tests")
-            .without_network()
+        let db = configure(WaveSyncDbBuilder::new(url, topic))
             .build()
             .await
             .expect("open database");
@@ -70,17 +99,28 @@ impl Peer {
             .sync()
             .await
             .expect("register entities");
-        let change_sets = db.change_set_receiver();
         Peer {
             db,
-            change_sets,
+            change_sets: None,
             _dir: dir,
         }
     }
 
-    /// Every change set committed since the last call.
+    /// The first address this peer listens on (a networked peer).
+    pub fn address(&self) -> Multiaddr {
+        self.db
+            .listening_addresses()
+            .into_iter()
+            .next()
+            .expect("a listening address")
+    }
+
+    /// Every change set committed since the last call (none with network).
     pub fn take_change_sets(&self) -> Vec<ChangeSet> {
-        std::iter::from_fn(|| self.change_sets.try_recv().ok()).collect()
+        let Some(change_sets) = &self.change_sets else {
+            return Vec::new();
+        };
+        std::iter::from_fn(|| change_sets.try_recv().ok()).collect()
     }
 
     pub async fn add_task(&self, id: &str, title: &str) {

@@ -6,7 +6,9 @@
 //! cargo run -p wavesync-dioxus-tasks -- --db b.db --peer /ip4/127.0.0.1/tcp/4001 --no-mdns
 //! ```
 //!
-//! Add a task in one window (type, press Enter): it appears in the other. Logs go to
+//! Add a task in one window (type, press Enter): it appears in the other; so does ticking
+//! it done or deleting it. Under the list, each peer: whether its connection is direct or
+//! through a relay, and the catch-up from it while one runs. Logs go to
 //! standard error, filtered by `RUST_LOG` (default `warn`, e.g. `RUST_LOG=wavesyncdb=debug`).
 //!
 //! It runs on the desktop renderer's tokio runtime (`wavesyncdb_dioxus`'s feature
@@ -18,7 +20,7 @@ use dioxus::prelude::*;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
-use wavesyncdb::{GroupSecret, Multiaddr, WaveSyncDb, WaveSyncDbBuilder};
+use wavesyncdb::{ConnectionKind, GroupSecret, Multiaddr, PeerInfo, WaveSyncDb, WaveSyncDbBuilder};
 use wavesyncdb_dioxus::{launch_with, use_db, use_sync_status, use_synced_table};
 
 mod task {
@@ -125,6 +127,9 @@ fn App() -> Element {
     let db = use_db();
     let tasks = use_synced_table::<task::Entity>(&db);
     let status = use_sync_status(&db);
+    // What the input holds, as its `oninput` reports it. The input is not bound to it
+    // (no `value: "{draft}"`): writing each keystroke back while the next is on its way
+    // from the webview would drop that one when typing fast on a busy machine.
     let draft = use_signal(String::new);
 
     let peers = status.read().as_ref().map_or("starting…".to_owned(), |s| {
@@ -133,6 +138,12 @@ fn App() -> Element {
             s.connected_peers, s.behind
         )
     });
+    // One line per known peer: how it is connected, and a catch-up while one runs.
+    let peer_lines: Vec<(String, String)> = status
+        .read()
+        .as_ref()
+        .map(|s| s.peers.iter().map(peer_line).collect())
+        .unwrap_or_default();
     let count = tasks.read().len();
     let error = tasks
         .read()
@@ -146,7 +157,6 @@ fn App() -> Element {
                 id: "new-task",
                 autofocus: true,
                 placeholder: "What needs doing? (Enter adds)",
-                value: "{draft}",
                 oninput: move |event| { let mut draft = draft; draft.set(event.value()) },
                 onkeydown: {
                     let db = db.clone();
@@ -193,7 +203,11 @@ fn App() -> Element {
                             }
                         },
                     }
-                    span { "{task.title}" }
+                    span { class: "title",
+                        "{task.title}"
+                        // A word, not only the tick: screen readers and e2e.sh's OCR read it.
+                        if task.completed { span { class: "mark", "done" } }
+                    }
                     button {
                         class: "delete",
                         onclick: {
@@ -212,16 +226,54 @@ fn App() -> Element {
                 }
             }
         }
+        // Under the list, each peer of the group this node knows.
+        ul { class: "peers",
+            for (id, line) in peer_lines {
+                li { key: "{id}", "{line}" }
+            }
+        }
     }
 }
 
-/// Adds the task typed in `draft`, and empties it.
+/// What the peer list says of `peer`: the end of its id, direct or relayed (or offline),
+/// how far behind it this node is, and the catch-up from it while one runs.
+fn peer_line(peer: &PeerInfo) -> (String, String) {
+    let id = peer.peer_id.to_string();
+    // Peer ids are ASCII (base58); `get` keeps this panic-free all the same.
+    let short = id.get(id.len().saturating_sub(6)..).unwrap_or(&id);
+    let mut line = format!(
+        "peer …{short}: {}",
+        match peer.connection {
+            Some(ConnectionKind::Direct) => "direct",
+            Some(ConnectionKind::Relayed) => "relayed",
+            None if peer.connected => "connected",
+            None => "offline",
+        }
+    );
+    if peer.behind > 0 {
+        line.push_str(&format!(", {} behind", peer.behind));
+    }
+    if let Some(progress) = peer.catch_up {
+        line.push_str(&format!(
+            ", catching up {}/{}",
+            progress.done, progress.total
+        ));
+    }
+    (id, line)
+}
+
+/// Adds the task typed in `draft`, and empties the input.
 async fn add(db: WaveSyncDb, mut draft: Signal<String>) {
     let title = draft.peek().trim().to_owned();
     if title.is_empty() {
         return;
     }
     draft.set(String::new());
+    // The input is not bound to `draft` (see `App`): empty it in the page.
+    let script = "document.getElementById('new-task').value = '';";
+    if let Err(error) = dioxus::desktop::window().webview.evaluate_script(script) {
+        tracing::warn!(%error, "could not empty the input");
+    }
     let task = task::ActiveModel {
         id: Set(new_id()),
         title: Set(title),
@@ -240,8 +292,10 @@ body { font-family: sans-serif; margin: 16px; background: #fafafa; }
 .status { color: #555; font-size: 14px; }
 ul { list-style: none; padding: 0; }
 li { font-size: 20px; padding: 6px 0; border-bottom: 1px solid #ddd; display: flex; gap: 8px; align-items: center; }
-li span { flex: 1; }
-li.done span { text-decoration: line-through; color: #888; }
+li .title { flex: 1; }
+li.done .title { color: #888; }
+.mark { font-size: 15px; color: #186; margin-left: 10px; }
 .error { color: #c33; font-size: 14px; }
 .delete { border: none; background: none; color: #c33; font-size: 18px; }
+.peers li { font-size: 14px; color: #555; border: none; padding: 2px 0; }
 "#;

@@ -54,8 +54,8 @@ pub enum Reachability {
 #[non_exhaustive]
 pub enum SyncEvent {
     /// A peer of this node's group is connected (it proved it speaks the group's
-    /// protocol). `peers()` lists it a moment later, once the sync driver has taken the
-    /// same evidence in.
+    /// protocol). `peers()` and `sync_status()` show it connected by the time this event
+    /// is read (and disconnected by the time [`SyncEvent::PeerDisconnected`] is).
     PeerConnected {
         /// The peer.
         peer: PeerId,

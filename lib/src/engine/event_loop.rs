@@ -15,11 +15,13 @@
 //! disconnected when the driver asks (it carries our circuits).
 
 use super::behaviour::{Behaviour, BehaviourEvent, gossip_topic};
+use super::bootstrap::Bootstrap;
 use super::discovery::Relays;
 use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
 use crate::error::Error;
 use crate::events::{ConnectionKind, EventBus, Reachability, SyncEvent};
 use futures::StreamExt;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, mdns, relay, rendezvous, request_response,
@@ -54,6 +56,8 @@ pub(crate) struct EventLoop {
     private: bool,
     /// Where swarm events are counted (feature `prometheus`).
     telemetry: super::telemetry::Telemetry,
+    /// The bootstrap addresses, redialled while not connected.
+    bootstrap: Bootstrap,
 }
 
 impl EventLoop {
@@ -110,18 +114,14 @@ impl EventLoop {
                 }
             }
         }
-        for address in &config.bootstrap {
-            if let Err(err) = swarm.dial(address.clone()) {
-                tracing::warn!(%address, %err, "cannot dial bootstrap peer");
-            }
-        }
+        let bootstrap = Bootstrap::new(&config.bootstrap, Instant::now());
         let (events_bus, telemetry) = {
             let status = status.lock().unwrap_or_else(PoisonError::into_inner);
             (status.events.clone(), status.telemetry.clone())
         };
         let mut relays = Relays::new(config, events_bus.clone(), Instant::now());
         relays.on_tick(&mut swarm, Instant::now());
-        Ok(EventLoop {
+        let mut event_loop = EventLoop {
             swarm,
             topic,
             commands,
@@ -137,7 +137,26 @@ impl EventLoop {
             events_bus,
             private: config.secret.is_some(),
             telemetry,
-        })
+            bootstrap,
+        };
+        event_loop.dial_bootstrap();
+        Ok(event_loop)
+    }
+
+    /// Dials the bootstrap addresses that are due (not connected, backoff over).
+    fn dial_bootstrap(&mut self) {
+        let now = Instant::now();
+        for (index, address) in self.bootstrap.due(now) {
+            let opts = DialOpts::unknown_peer_id().address(address.clone()).build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => self.bootstrap.dialing(index, id),
+                Err(err) => {
+                    tracing::warn!(%address, %err, "cannot dial bootstrap peer");
+                    self.bootstrap.dial_failed(index, now);
+                }
+            }
+        }
     }
 
     fn lock_status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
@@ -149,7 +168,10 @@ impl EventLoop {
         relay_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = relay_tick.tick() => self.relays.on_tick(&mut self.swarm, Instant::now()),
+                _ = relay_tick.tick() => {
+                    self.relays.on_tick(&mut self.swarm, Instant::now());
+                    self.dial_bootstrap();
+                }
                 event = self.swarm.select_next_some() => {
                     if self.on_swarm_event(event).await.is_err() {
                         break;
@@ -251,6 +273,8 @@ impl EventLoop {
                     ConnectionKind::Direct
                 };
                 tracing::debug!(%peer_id, ?kind, "connected");
+                self.bootstrap
+                    .on_established(connection_id, peer_id, Instant::now());
                 if let Some(state) = self.lock_status().peers.get_mut(&peer_id) {
                     state.last_error = None;
                 }
@@ -267,11 +291,17 @@ impl EventLoop {
                 self.closed(peer_id, connection_id);
                 if num_established == 0 {
                     self.relays.on_disconnected(peer_id, Instant::now());
+                    self.bootstrap.on_disconnected(peer_id, Instant::now());
                 }
                 (num_established == 0).then_some(NetEvent::Disconnected(peer_id))
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
                 tracing::debug!(?peer_id, %error, "dial failed");
+                self.bootstrap.on_dial_error(connection_id, Instant::now());
                 if let Some(peer_id) = peer_id {
                     self.relays.on_dial_failed(peer_id, Instant::now());
                 }
@@ -514,6 +544,10 @@ impl EventLoop {
         let kind = self.kind_of(&peer);
         self.set_link(peer, kind);
         if kind.is_none() && self.announced.remove(&peer) {
+            // The status says so before subscribers hear it (they read it next).
+            if let Some(state) = self.lock_status().peers.get_mut(&peer) {
+                state.connected = false;
+            }
             self.events_bus
                 .publish(SyncEvent::PeerDisconnected { peer });
         }
@@ -524,6 +558,9 @@ impl EventLoop {
         if let Some(connection) = self.kind_of(&peer)
             && self.announced.insert(peer)
         {
+            // The status says so before subscribers hear it (they read it next); the
+            // driver records the same evidence when it takes the event in.
+            self.lock_status().peers.entry(peer).or_default().connected = true;
             self.events_bus
                 .publish(SyncEvent::PeerConnected { peer, connection });
         }

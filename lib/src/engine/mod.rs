@@ -20,6 +20,7 @@
 //! `WaveSyncDb` handle, or `shutdown()`, stops both tasks and the thread.
 
 pub(crate) mod behaviour;
+mod bootstrap;
 mod discovery;
 mod driver;
 mod event_loop;

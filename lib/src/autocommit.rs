@@ -8,9 +8,14 @@
 //! on, and never waits for the engine.
 
 use crate::capture::Capture;
+use crate::capture::rows::{
+    Cells, locate_cells, operations_from_rows, read_back_positions, visible_rows,
+};
+use crate::clock::Hlc;
 use crate::log;
+use crate::protocol::SyncOperation;
 use crate::replica::Shared;
-use crate::transaction::{WaveSyncTransaction, after_commit, local_entries, operations_from_rows};
+use crate::transaction::{WaveSyncTransaction, after_commit, local_entries};
 use sea_orm::sea_query::Values;
 use sea_orm::{DbErr, ExecResult, QueryResult, RuntimeErr};
 use sea_query_sqlx::SqlxValues;
@@ -60,6 +65,30 @@ impl WriteConnection {
             }
         }
         Ok((rows, last))
+    }
+
+    /// What a captured write that returned `rows` wrote, stamped `hlc`: read from its rows,
+    /// or read back by key on this connection (see [`Cells`]).
+    async fn captured_operations(
+        &mut self,
+        capture: &Capture,
+        hlc: Hlc,
+        rows: &[QueryResult],
+    ) -> Result<Vec<SyncOperation>, DbErr> {
+        match locate_cells(capture, rows)? {
+            Cells::InRows(positions) => operations_from_rows(capture, hlc, rows, &positions),
+            Cells::ReadBack(queries) => {
+                let mut read = Vec::new();
+                for (sql, values) in queries {
+                    let (rows, _) = self
+                        .run(&sql, values)
+                        .await
+                        .map_err(|err| DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))))?;
+                    read.extend(rows);
+                }
+                operations_from_rows(capture, hlc, &read, &read_back_positions(capture))
+            }
+        }
     }
 
     /// Ends the transaction after a failure; a connection that cannot roll back is
@@ -132,7 +161,7 @@ pub(crate) async fn autocommit_write(
     let exec = ExecResult::from(result.unwrap_or_default());
     // Stamped under the write lock `BEGIN IMMEDIATE` took (see `captured_query_after`).
     let hlc = shared.tick();
-    let operations = match operations_from_rows(capture, hlc, &rows) {
+    let operations = match conn.captured_operations(capture, hlc, &rows).await {
         Ok(operations) => operations,
         Err(err) => {
             conn.roll_back().await;
@@ -146,7 +175,10 @@ pub(crate) async fn autocommit_write(
             return Err(failed(err));
         }
         conn.in_transaction = false;
-        return Ok(AutocommitWrite { rows, exec });
+        return Ok(AutocommitWrite {
+            rows: visible_rows(capture, rows),
+            exec,
+        });
     }
     // Held from taking the sequence number until the change set is handed on, so change
     // sets reach the engine in sequence order.
@@ -171,5 +203,8 @@ pub(crate) async fn autocommit_write(
         DbErr::Custom("WaveSyncDB bookkeeping returned no sequence number".into())
     })??;
     after_commit(shared, clock_bound, seq, operations).await;
-    Ok(AutocommitWrite { rows, exec })
+    Ok(AutocommitWrite {
+        rows: visible_rows(capture, rows),
+        exec,
+    })
 }

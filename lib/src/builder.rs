@@ -1,8 +1,10 @@
 //! [`WaveSyncDbBuilder`]: how a [`WaveSyncDb`] is configured and opened.
 //!
-//! Owns the SQLite settings the library opens its database with (the application's pool
-//! and the engine's own connection), the network settings handed to the engine, and the
-//! order of start-up: bookkeeping tables, identity, clock, shared state, engine. It never
+//! Owns the SQLite settings the library opens its database with (the application's pool,
+//! from a URL or from the application's SeaORM `ConnectOptions`, and the engine's own
+//! connection, always the library's), the network settings handed to the engine, and the
+//! order of start-up: the engine's connection (which puts the file in WAL mode), the
+//! application's pool, bookkeeping tables, identity, clock, shared state, engine. It never
 //! touches a user table and never spawns anything but the engine.
 
 use crate::clock::{HlcClock, NodeId};
@@ -79,7 +81,9 @@ fn connect_options(url: &str, foreign_keys: bool) -> ConnectOptions {
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is awaited"]
 pub struct WaveSyncDbBuilder {
-    url: String,
+    /// The application's pool: [`sqlite_connect_options`] of a URL, or the application's
+    /// own ([`WaveSyncDbBuilder::from_connect_options`]).
+    options: ConnectOptions,
     max_clock_drift: Duration,
     notification_buffer: usize,
     network: Option<NetworkConfig>,
@@ -90,9 +94,63 @@ pub struct WaveSyncDbBuilder {
 impl WaveSyncDbBuilder {
     /// A builder for the SQLite database at `url` (e.g. `sqlite:./app.db?mode=rwc`),
     /// syncing with the peers of `topic`.
+    ///
+    /// The database opens with WaveSyncDB's SQLite settings ([`sqlite_connect_options`]);
+    /// to choose pool size, timeouts, logging or SQLite options yourself, start from
+    /// SeaORM's `ConnectOptions` with [`from_connect_options`](Self::from_connect_options).
     pub fn new(url: impl Into<String>, topic: impl Into<String>) -> Self {
+        Self::from_connect_options(sqlite_connect_options(&url.into()), topic)
+    }
+
+    /// A builder for the SQLite database that SeaORM's `options` name, opened as
+    /// `Database::connect(options)` would open it, syncing with the peers of `topic`.
+    ///
+    /// Taken from `options`, for the application's pool (its reads, writes and
+    /// transactions): everything `ConnectOptions` carries, SeaORM's defaults included —
+    /// pool size and timeouts, `sqlx_logging` (on unless you turn it off), ping before
+    /// acquire, `after_connect`, and the SQLite settings of `map_sqlx_sqlite_opts` (or
+    /// sqlx's defaults without it: foreign keys on, a 5 s busy timeout, `synchronous =
+    /// FULL`). To keep WaveSyncDB's settings and change a few, start from
+    /// [`sqlite_connect_options`]`(url)`; note that `map_sqlx_sqlite_opts` replaces the
+    /// closure it set, so set the journal mode and busy timeout in yours too.
+    ///
+    /// What the library decides, and why:
+    /// - Pool size: `max_connections` when you set it (or [`max_connections`](Self::max_connections),
+    ///   which wins), otherwise four for a database file (SeaORM would open one, and
+    ///   reads would queue behind writes). An in-memory database always has one
+    ///   connection, shared with the engine: every other connection would open a database
+    ///   of its own.
+    /// - Journal mode: the library opens the file first with its own connection in WAL
+    ///   mode, which is a property of the file, so your connections run in WAL too, and
+    ///   readers never wait for a writer. If your SQLite settings force another journal
+    ///   mode, it holds (a warning is logged): sync stays correct, but readers and writers
+    ///   then wait on each other within the busy timeout.
+    /// - The network engine's own connection takes only the URL from `options`: WAL, a
+    ///   10 s busy timeout, foreign keys off (remote change sets are applied as a whole,
+    ///   see the README), one connection, no statement logging. So your pool size and
+    ///   settings never starve it, nor it your application.
+    ///
+    /// A URL that is not SQLite makes [`build`](Self::build) fail with
+    /// [`Error::UnsupportedDatabase`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), wavesyncdb::Error> { smol::block_on(async {
+    /// # let dir = tempfile::tempdir().expect("temp dir");
+    /// # let url = format!("sqlite:{}?mode=rwc", dir.path().join("app.db").display());
+    /// let mut options = sea_orm::ConnectOptions::new(url);
+    /// options
+    ///     .max_connections(8)
+    ///     .acquire_timeout(std::time::Duration::from_secs(3))
+    ///     .sqlx_logging(false);
+    /// let db = wavesyncdb::WaveSyncDbBuilder::from_connect_options(options, "my-app-topic")
+    ///     .without_network()
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }) }
+    /// ```
+    pub fn from_connect_options(options: ConnectOptions, topic: impl Into<String>) -> Self {
         WaveSyncDbBuilder {
-            url: url.into(),
+            options,
             max_clock_drift: DEFAULT_MAX_CLOCK_DRIFT,
             notification_buffer: 1024,
             network: Some(NetworkConfig::new(topic.into())),
@@ -193,10 +251,11 @@ impl WaveSyncDbBuilder {
         self
     }
 
-    /// How many connections the application's pool opens (default four for a database
-    /// file, one for an in-memory database). The network engine has a connection of its
-    /// own, so the application's writes and the engine never wait for each other's
-    /// connections; with one connection, reads queue behind writes.
+    /// How many connections the application's pool opens (default: the `ConnectOptions`'
+    /// `max_connections`, else four for a database file; always one for an in-memory
+    /// database). The network engine has a connection of its own, so the application's
+    /// writes and the engine never wait for each other's connections; with one
+    /// connection, reads queue behind writes.
     pub fn max_connections(mut self, connections: u32) -> Self {
         self.max_connections = Some(connections.max(1));
         self
@@ -219,7 +278,8 @@ impl WaveSyncDbBuilder {
     /// Opens the database, creates the sync bookkeeping tables and loads this node's
     /// identity and clock.
     pub async fn build(self) -> Result<WaveSyncDb, Error> {
-        let scheme = self.url.split(':').next().unwrap_or_default();
+        let url = self.options.get_url().to_owned();
+        let scheme = url.split(':').next().unwrap_or_default();
         if scheme != "sqlite" {
             return Err(Error::UnsupportedDatabase {
                 scheme: scheme.to_owned(),
@@ -228,17 +288,34 @@ impl WaveSyncDbBuilder {
         if let Some(network) = &self.network {
             engine::check_relay_addresses(&network.relays)?;
         }
-        let mut options = sqlite_connect_options(&self.url);
+        let mut options = self.options;
         if let Some(connections) = self.max_connections {
             options.max_connections(connections);
         }
-        let conn = Database::connect(options).await?;
-        log::create_tables(&conn).await?;
-        let engine_conn = if in_memory(&self.url) {
-            conn.clone()
+        let memory = in_memory(&url);
+        if memory {
+            if options.get_max_connections().is_some_and(|n| n > 1) {
+                tracing::warn!(
+                    "an in-memory database has one connection: each other would open a database of its own"
+                );
+            }
+            options.max_connections(1);
+        } else if options.get_max_connections().is_none() {
+            options.max_connections(APP_POOL_CONNECTIONS);
+        }
+        // The engine's connection opens the file first: it puts the file in WAL mode
+        // (a property of the file), whatever the application's settings say.
+        let engine_conn = if memory {
+            None
         } else {
-            Database::connect(connect_options(&self.url, false)).await?
+            Some(Database::connect(connect_options(&url, false)).await?)
         };
+        let conn = Database::connect(options).await?;
+        if !memory {
+            warn_unless_wal(&conn).await?;
+        }
+        log::create_tables(&conn).await?;
+        let engine_conn = engine_conn.unwrap_or_else(|| conn.clone());
         let keypair = log::keypair(&conn).await?;
         let node_id = NodeId::from_peer_id_bytes(&keypair.public().to_peer_id().to_bytes());
         let last = log::load_clock(&conn).await?;
@@ -267,4 +344,28 @@ impl WaveSyncDbBuilder {
         };
         Ok(WaveSyncDb { shared, engine })
     }
+}
+
+/// Logs a warning when the application's connections do not run in WAL mode (their own
+/// SQLite settings chose another journal mode; see
+/// [`WaveSyncDbBuilder::from_connect_options`]).
+async fn warn_unless_wal(conn: &sea_orm::DatabaseConnection) -> Result<(), Error> {
+    use sea_orm::ConnectionTrait;
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await?;
+    let mode: Option<String> = row.and_then(|row| row.try_get_by_index(0).ok());
+    if !mode
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case("wal"))
+    {
+        tracing::warn!(
+            journal_mode = mode.as_deref().unwrap_or("unknown"),
+            "the database does not run in WAL mode: readers and writers wait on each other"
+        );
+    }
+    Ok(())
 }

@@ -63,7 +63,53 @@ impl WaveSyncDb {
 
     /// A builder to register entities and create their tables; see [`SchemaBuilder`].
     pub fn schema(&self) -> SchemaBuilder<'_> {
-        SchemaBuilder::new(self)
+        SchemaBuilder::new(&self.shared)
+    }
+
+    /// A [`SchemaBuilder`] with every entity under `prefix` that derives
+    /// [`SyncEntity`](crate::SyncEntity) already registered (synced, or local with
+    /// `#[sync_entity(local)]`). More entities can be registered before `sync`.
+    ///
+    /// `prefix` is what SeaORM 2.0's own `get_schema_registry` takes: a module path such
+    /// as `"my_app::entity::*"` (the `::*` is optional), or a crate name such as
+    /// `module_path!().split("::").next().unwrap()` for every entity of your crate.
+    /// It matches whole path segments, so `"my_app::entity"` does not take
+    /// `my_app::entity_old`. Entities of other crates linked into the program are
+    /// included only if the prefix names them.
+    ///
+    /// A prefix under which no entity derives `SyncEntity` makes [`sync`](SchemaBuilder::sync)
+    /// fail (with an error naming the prefix) instead of syncing nothing: a misspelt
+    /// prefix would otherwise leave every write uncaptured.
+    ///
+    /// ```
+    /// # mod entity { pub mod task {
+    /// #     use sea_orm::entity::prelude::*;
+    /// #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, wavesyncdb::SyncEntity)]
+    /// #     #[sea_orm(table_name = "tasks")]
+    /// #     pub struct Model {
+    /// #         #[sea_orm(primary_key, auto_increment = false)]
+    /// #         pub id: String,
+    /// #     }
+    /// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    /// #     pub enum Relation {}
+    /// #     impl ActiveModelBehavior for ActiveModel {}
+    /// # } }
+    /// # fn main() -> Result<(), wavesyncdb::Error> { smol::block_on(async {
+    /// let db = wavesyncdb::WaveSyncDbBuilder::new("sqlite::memory:", "my-topic")
+    ///     .without_network()
+    ///     .build()
+    ///     .await?;
+    /// // SeaORM's style: every entity under a module (here `entity`, beside this code).
+    /// let registry = db.get_schema_registry(concat!(module_path!(), "::entity::*"));
+    /// assert_eq!(registry.table_names(), ["tasks"]);
+    /// registry.sync().await?;
+    ///
+    /// // Nothing derives `SyncEntity` there: an error, not a silent no-op.
+    /// assert!(db.get_schema_registry("no_such_crate::entity::*").sync().await.is_err());
+    /// # Ok(()) }) }
+    /// ```
+    pub fn get_schema_registry(&self, prefix: &str) -> SchemaBuilder<'_> {
+        SchemaBuilder::under(&self.shared, prefix)
     }
 
     /// Subscribes to change notifications (local and remote) published from now on.

@@ -13,11 +13,14 @@
 //! Nested transactions are savepoints with their own buffer, merged into the parent's on
 //! commit and discarded on rollback.
 
-use crate::capture::{Capture, CaptureKind, Step};
+use crate::capture::rows::{
+    Cells, locate_cells, operations_from_rows, read_back_positions, visible_rows,
+};
+use crate::capture::{Capture, Step};
 use crate::clock::{Hlc, NodeId};
 use crate::log::{self, LogEntry};
 use crate::merge::written_cells;
-use crate::protocol::{ChangeSet, SyncOperation, WriteKind};
+use crate::protocol::{ChangeSet, SyncOperation};
 use crate::replica::Shared;
 use crate::value::encode_key;
 use sea_orm::sea_query::Values;
@@ -26,7 +29,6 @@ use sea_orm::{
     QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
     TransactionTrait,
 };
-use sqlx::Row as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -168,17 +170,20 @@ impl WaveSyncTransaction {
         self.shared.plan_statement(sql)
     }
 
-    /// Runs a captured write and buffers what it wrote; returns the statement's rows.
+    /// Runs a captured write and buffers what it wrote; returns the rows the caller asked
+    /// for (see [`visible_rows`]).
     pub(crate) async fn captured_query(
         &self,
         capture: &Capture,
         values: Option<Values>,
     ) -> Result<Vec<QueryResult>, DbErr> {
-        self.captured_query_after(None, capture, values).await
+        let rows = self.captured_query_after(None, capture, values).await?;
+        Ok(visible_rows(capture, rows))
     }
 
-    /// Like [`Self::captured_query`], running `setup` (statements without parameters)
-    /// first in the same round trip to SQLite.
+    /// Runs a captured write, running `setup` (statements without parameters) first in the
+    /// same round trip to SQLite, and buffers what it wrote; returns every row the write
+    /// returned, one per row written.
     async fn captured_query_after(
         &self,
         setup: Option<&str>,
@@ -200,18 +205,30 @@ impl WaveSyncTransaction {
         // ends): no remote change or other local write can commit between the stamp and
         // this transaction, so a cell's version here only ever grows.
         let hlc = self.shared.tick();
-        let captured = match operations_from_rows(capture, hlc, &rows) {
-            Ok(mut operations) => {
-                match crate::effects::children_after(&self.txn, capture, children, hlc).await {
-                    Ok(children) => {
-                        operations.extend(children);
-                        Ok(operations)
+        let captured = async {
+            let mut operations = match locate_cells(capture, &rows)? {
+                Cells::InRows(positions) => operations_from_rows(capture, hlc, &rows, &positions)?,
+                Cells::ReadBack(queries) => {
+                    let mut read = Vec::new();
+                    for (sql, values) in queries {
+                        read.extend(
+                            self.txn
+                                .query_all_raw(Statement {
+                                    sql,
+                                    values: Some(values),
+                                    db_backend: DbBackend::Sqlite,
+                                })
+                                .await?,
+                        );
                     }
-                    Err(err) => Err(err),
+                    operations_from_rows(capture, hlc, &read, &read_back_positions(capture))?
                 }
-            }
-            Err(err) => Err(err),
-        };
+            };
+            operations
+                .extend(crate::effects::children_after(&self.txn, capture, children, hlc).await?);
+            Ok::<_, DbErr>(operations)
+        }
+        .await;
         let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
         match captured {
             Ok(operations) => buffer.operations.extend(operations),
@@ -237,7 +254,7 @@ impl WaveSyncTransaction {
             .captured_query_after(Some(ROW_COUNTER_SETUP), capture, values)
             .await?;
         let exec = self.exec_result(rows.len() as u64).await?;
-        Ok((rows, exec))
+        Ok((visible_rows(capture, rows), exec))
     }
 
     /// Runs a captured write for `execute`: the result counts the rows it wrote.
@@ -271,7 +288,9 @@ impl WaveSyncTransaction {
                         0
                     }
                 }
-                Step::Capture(capture) => self.captured_query(capture, None).await?.len() as u64,
+                Step::Capture(capture) => {
+                    self.captured_query_after(None, capture, None).await?.len() as u64
+                }
             };
         }
         self.exec_result(rows_affected).await
@@ -319,54 +338,6 @@ const ROW_COUNTER_SETUP: &str = "CREATE TEMP TABLE IF NOT EXISTS _wavesync_row_c
      INSERT OR IGNORE INTO temp._wavesync_row_counter (n) \
      WITH RECURSIVE more(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM more WHERE n < 64) \
      SELECT n FROM more WHERE NOT EXISTS (SELECT 1 FROM temp._wavesync_row_counter WHERE n = 64)";
-
-/// The operations a captured write's `RETURNING` rows describe, stamped `hlc`.
-pub(crate) fn operations_from_rows(
-    capture: &Capture,
-    hlc: Hlc,
-    rows: &[QueryResult],
-) -> Result<Vec<SyncOperation>, DbErr> {
-    let kind = match capture.kind {
-        CaptureKind::Insert => WriteKind::Insert,
-        CaptureKind::Update => WriteKind::Update,
-        CaptureKind::Delete => WriteKind::Delete,
-    };
-    let key_len = capture.table.primary_key.len();
-    let mut operations = Vec::with_capacity(rows.len());
-    for row in rows {
-        let width = log::sqlite_row(row)?.len();
-        let first = width
-            .checked_sub(capture.returned_columns.len())
-            .ok_or_else(|| {
-                DbErr::Custom("RETURNING produced fewer columns than requested".into())
-            })?;
-        let mut cells = Vec::with_capacity(capture.returned_columns.len());
-        for (offset, column) in capture.returned_columns.iter().enumerate() {
-            let cell = log::read_cell(row, first + offset)?;
-            let bytes = cell.byte_len();
-            if bytes > crate::MAX_CELL_BYTES {
-                return Err(crate::Error::CellTooLarge {
-                    table: capture.table.name.clone(),
-                    column: column.clone(),
-                    bytes,
-                    max: crate::MAX_CELL_BYTES,
-                }
-                .into());
-            }
-            cells.push((column.clone(), cell));
-        }
-        let values = cells.split_off(key_len);
-        operations.push(SyncOperation {
-            table: capture.table.name.clone(),
-            kind,
-            hlc,
-            primary_key: cells,
-            values,
-        });
-    }
-    tracing::trace!(table = %capture.table.name, rows = operations.len(), "captured write");
-    Ok(operations)
-}
 
 /// The log entries of a local transaction's operations (numbered at commit).
 pub(crate) fn local_entries(origin: NodeId, operations: &[SyncOperation]) -> Vec<LogEntry> {

@@ -1,12 +1,14 @@
 //! Which statements write synced tables, and how to run them so the written rows are known.
 //!
 //! Owns the classification of SQL (through sqlparser's AST, never string slicing) and its
-//! rewrite: a write to a synced table gets a `RETURNING` list of the table's synced
-//! columns appended, so the database itself reports the exact rows and values the
-//! statement wrote, in the same step that wrote them. The user's own `RETURNING` items
-//! stay first, so what the caller reads is unchanged.
+//! rewrite: a write to a synced table without `RETURNING` gets one listing the table's
+//! synced columns, so the database itself reports the exact rows and values the statement
+//! wrote, in the same step that wrote them. A write with the caller's own `RETURNING` runs
+//! with it as written, so what the caller reads is exactly what it asked for; the cells
+//! come from its items, or are read back by key ([`returning`]).
 //!
-//! Pure: it takes SQL text and the registry, and returns a plan. It must never execute
+//! Pure: it takes SQL text and the registry, and returns a plan ([`rows`] turns the rows
+//! the plan's statement returned into operations). It must never execute
 //! anything, and it must never let a write to a synced table through uncaptured: what it
 //! cannot capture exactly it refuses, with the reason and the statement to write instead.
 //!
@@ -21,6 +23,9 @@
 //!   last-writer-wins for the whole row; a plain `UPDATE` is per column.
 //! - Assigning a primary key column is refused: the old key would vanish without a trace.
 //!   Delete the row and insert it under the new key instead.
+//! - A write with its own `RETURNING` that returns no primary key column plainly (`id`,
+//!   `t.id`, `*`) is refused: the rows it wrote could not be told apart without adding
+//!   columns to what the caller reads (see [`returning`]).
 //! - Writes wrapped in `WITH`, multi-table `DELETE`, and several statements in one
 //!   prepared statement (whose parameters cannot be split safely) are refused.
 //! - `DROP TABLE` and `ALTER TABLE` other than `ADD COLUMN` on a synced table are
@@ -31,24 +36,25 @@
 //!   SQLite does to them on its own is captured as the writes it is.
 
 mod cascade;
+mod returning;
+pub(crate) mod rows;
 
 pub(crate) use cascade::Cascade;
+pub(crate) use returning::Returning;
+use returning::{READ_BACK_KEYS, locate, read_back_sql};
 
 use crate::error::Error;
 use crate::schema::{Registry, TableClass, TableMeta};
 use sea_orm::DbBackend;
 use sqlparser::ast::{
     AlterTableOperation, Assignment, AssignmentTarget, Expr, FromTable, Ident, ObjectName,
-    ObjectType, OnConflictAction, OnInsert, SelectItem, SetExpr, SqliteOnConflict, Statement,
-    TableFactor, TableObject, TableWithJoins,
+    ObjectType, OnConflictAction, OnInsert, SetExpr, SqliteOnConflict, Statement, TableFactor,
+    TableObject, TableWithJoins,
 };
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 use std::sync::Arc;
-
-/// Prefix of the column aliases we append to `RETURNING`.
-const RETURNING_ALIAS_PREFIX: &str = "__wavesync_";
 
 /// What kind of write a captured statement is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,11 +72,13 @@ pub(crate) enum CaptureKind {
 pub(crate) struct Capture {
     pub table: Arc<TableMeta>,
     pub kind: CaptureKind,
-    /// The statement to execute: the original with our `RETURNING` items appended.
+    /// The statement to execute: the original, with our `RETURNING` if it had none.
     pub sql: String,
-    /// The registered names of the columns our `RETURNING` items read, key columns first.
-    /// They are the last `returned_columns.len()` columns of each result row.
+    /// The registered names of the columns whose written values are captured, key
+    /// columns first.
     pub returned_columns: Vec<String>,
+    /// Where each row carries them, and whether the caller gets the rows.
+    pub returning: Returning,
     /// For a delete: the child rows its foreign keys' actions will delete or change.
     pub cascades: Vec<Cascade>,
 }
@@ -198,12 +206,13 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                 }
             }
             let columns = all_columns(&table);
-            append_returning(&mut insert.returning, &columns);
+            let returning = returning::plan(&mut insert.returning, &table, &columns)?;
             Ok(Planned::Capture(capture(
                 table,
                 CaptureKind::Insert,
                 Statement::Insert(insert),
                 columns,
+                returning,
             )))
         }
         Statement::Update(mut update) => {
@@ -230,12 +239,13 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                 return Ok(Planned::PassThrough(Box::new(Statement::Update(update))));
             }
             let columns: Vec<String> = table.primary_key.iter().cloned().chain(assigned).collect();
-            append_returning(&mut update.returning, &columns);
+            let returning = returning::plan(&mut update.returning, &table, &columns)?;
             Ok(Planned::Capture(capture(
                 table,
                 CaptureKind::Update,
                 Statement::Update(update),
                 columns,
+                returning,
             )))
         }
         Statement::Delete(mut delete) => {
@@ -285,12 +295,13 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                 ));
             }
             let columns = table.primary_key.clone();
-            append_returning(&mut delete.returning, &columns);
+            let returning = returning::plan(&mut delete.returning, &table, &columns)?;
             let mut capture = capture(
                 table,
                 CaptureKind::Delete,
                 Statement::Delete(delete),
                 columns,
+                returning,
             );
             capture.cascades = cascades;
             Ok(Planned::Capture(capture))
@@ -354,12 +365,14 @@ fn capture(
     kind: CaptureKind,
     statement: Statement,
     columns: Vec<String>,
+    returning: Returning,
 ) -> Capture {
     Capture {
         table,
         kind,
         sql: statement.to_string(),
         returned_columns: columns,
+        returning,
         cascades: Vec::new(),
     }
 }
@@ -485,16 +498,6 @@ fn replace_as_upsert(insert: &mut sqlparser::ast::Insert, table: &TableMeta) {
         }),
         action,
     }));
-}
-
-fn append_returning(returning: &mut Option<Vec<SelectItem>>, columns: &[String]) {
-    let items = returning.get_or_insert_with(Vec::new);
-    for (index, column) in columns.iter().enumerate() {
-        items.push(SelectItem::ExprWithAlias {
-            expr: Expr::Identifier(Ident::with_quote('"', column.as_str())),
-            alias: Ident::with_quote('"', format!("{RETURNING_ALIAS_PREFIX}{index}")),
-        });
-    }
 }
 
 /// The first synced table whose name appears as a word in `sql`, for SQL that does not parse.

@@ -39,19 +39,37 @@ fn reads_and_other_tables_pass_through() {
 }
 
 #[test]
-fn insert_returns_every_synced_column_after_the_callers_items() {
-    let capture = plan(r#"INSERT INTO "tasks" ("id", "title") VALUES (?, ?) RETURNING "id""#)
+fn insert_without_returning_gets_ours_and_the_callers_returning_stays_as_written() {
+    let capture = plan(r#"INSERT INTO "tasks" ("id", "title") VALUES (?, ?)"#)
         .unwrap()
         .unwrap();
     assert_eq!(capture.kind, CaptureKind::Insert);
     assert_eq!(capture.returned_columns, ["id", "title", "done"]);
+    assert!(matches!(capture.returning, Returning::Appended));
     assert!(
         capture.sql.ends_with(
-            r#"RETURNING "id", "id" AS "__wavesync_0", "title" AS "__wavesync_1", "done" AS "__wavesync_2""#
+            r#"RETURNING "id" AS "__wavesync_0", "title" AS "__wavesync_1", "done" AS "__wavesync_2""#
         ),
         "{}",
         capture.sql
     );
+    // The caller's own RETURNING is what it reads: nothing is added to it.
+    let capture = plan(r#"INSERT INTO "tasks" ("id", "title") VALUES (?, ?) RETURNING "id""#)
+        .unwrap()
+        .unwrap();
+    assert!(
+        capture.sql.ends_with(r#"RETURNING "id""#),
+        "{}",
+        capture.sql
+    );
+    assert!(
+        matches!(&capture.returning, Returning::Own(items) if *items == [returning::Item::Column("id".into())])
+    );
+    // Without the key, the written rows cannot be told apart.
+    let err = plan(r#"INSERT INTO "tasks" ("id", "title") VALUES (?, ?) RETURNING "title""#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("RETURNING"), "{err}");
 }
 
 #[test]

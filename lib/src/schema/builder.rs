@@ -8,13 +8,16 @@
 //! consult, all in one database transaction. Registration errors (a table that cannot be
 //! synced) surface from [`SchemaBuilder::sync`], which then changes nothing.
 //!
-//! It never drops, renames or retypes a column: migration is additive only.
+//! It works over the replica's shared state (`replica::Shared`), below the SeaORM facade:
+//! the facade only hands it that state (`db.schema()`, `db.get_schema_registry(..)`), and
+//! this module never imports the facade. It never drops, renames or retypes a column:
+//! migration is additive only.
 
 use crate::__private::{inventory, registrations_under};
-use crate::connection::WaveSyncDb;
 use crate::error::Error;
 use crate::log;
 use crate::migrate::{self, ColumnPlan, TablePlan};
+use crate::replica::Shared;
 use crate::schema::TableMeta;
 use sea_orm::{
     ColumnTrait, DbBackend, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn, Schema,
@@ -28,12 +31,12 @@ pub(crate) enum Mode {
     Local,
 }
 
-/// Registers entities with a [`WaveSyncDb`]: `.register::<E>()` for tables that sync,
+/// Registers entities with a database: `.register::<E>()` for tables that sync,
 /// `.register_local::<E>()` for tables that stay on this peer, then `.sync().await`.
 ///
-/// [`WaveSyncDb::get_schema_registry`] starts one with every entity of a crate that
-/// derives `SyncEntity`; [`WaveSyncDb::schema`] starts an empty one. Registering a table
-/// twice keeps the later registration.
+/// `db.get_schema_registry(prefix)` starts one with every entity under `prefix` that
+/// derives `SyncEntity`; `db.schema()` starts an empty one. Registering a table twice keeps
+/// the later registration.
 ///
 /// ```no_run
 /// # use sea_orm::entity::prelude::*;
@@ -57,7 +60,7 @@ pub(crate) enum Mode {
 /// ```
 #[must_use = "nothing is registered until `sync` is awaited"]
 pub struct SchemaBuilder<'a> {
-    db: &'a WaveSyncDb,
+    shared: &'a Shared,
     tables: Vec<TablePlan>,
     error: Option<Error>,
 }
@@ -71,68 +74,8 @@ impl std::fmt::Debug for SchemaBuilder<'_> {
     }
 }
 
-impl WaveSyncDb {
-    /// A [`SchemaBuilder`] with every entity under `prefix` that derives
-    /// [`SyncEntity`](crate::SyncEntity) already registered (synced, or local with
-    /// `#[sync_entity(local)]`). More entities can be registered before `sync`.
-    ///
-    /// `prefix` is what SeaORM 2.0's own `get_schema_registry` takes: a module path such
-    /// as `"my_app::entity::*"` (the `::*` is optional), or a crate name such as
-    /// `module_path!().split("::").next().unwrap()` for every entity of your crate.
-    /// It matches whole path segments, so `"my_app::entity"` does not take
-    /// `my_app::entity_old`. Entities of other crates linked into the program are
-    /// included only if the prefix names them.
-    ///
-    /// A prefix under which no entity derives `SyncEntity` makes [`sync`](SchemaBuilder::sync)
-    /// fail (with an error naming the prefix) instead of syncing nothing: a misspelt
-    /// prefix would otherwise leave every write uncaptured.
-    ///
-    /// ```
-    /// # mod entity { pub mod task {
-    /// #     use sea_orm::entity::prelude::*;
-    /// #     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, wavesyncdb::SyncEntity)]
-    /// #     #[sea_orm(table_name = "tasks")]
-    /// #     pub struct Model {
-    /// #         #[sea_orm(primary_key, auto_increment = false)]
-    /// #         pub id: String,
-    /// #     }
-    /// #     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    /// #     pub enum Relation {}
-    /// #     impl ActiveModelBehavior for ActiveModel {}
-    /// # } }
-    /// # fn main() -> Result<(), wavesyncdb::Error> { smol::block_on(async {
-    /// let db = wavesyncdb::WaveSyncDbBuilder::new("sqlite::memory:", "my-topic")
-    ///     .without_network()
-    ///     .build()
-    ///     .await?;
-    /// // SeaORM's style: every entity under a module (here `entity`, beside this code).
-    /// let registry = db.get_schema_registry(concat!(module_path!(), "::entity::*"));
-    /// assert_eq!(registry.table_names(), ["tasks"]);
-    /// registry.sync().await?;
-    ///
-    /// // Nothing derives `SyncEntity` there: an error, not a silent no-op.
-    /// assert!(db.get_schema_registry("no_such_crate::entity::*").sync().await.is_err());
-    /// # Ok(()) }) }
-    /// ```
-    pub fn get_schema_registry(&self, prefix: &str) -> SchemaBuilder<'_> {
-        let registrations = registrations_under(prefix);
-        let mut builder = self.schema();
-        if registrations.is_empty() {
-            builder.error = Some(no_entity_under(prefix));
-            return builder;
-        }
-        registrations
-            .into_iter()
-            .fold(builder, |builder, registration| {
-                (registration.register)(builder)
-            })
-    }
-}
-
-/// The error of a `get_schema_registry` prefix that finds nothing.
-///
-/// A `DbErr::Custom` until [`Error`] has a variant of its own for it: the message is
-/// what the user needs, the prefix and the two usual fixes.
+/// The error of a `get_schema_registry` prefix that finds nothing: the prefix, and where
+/// the program's entities that derive `SyncEntity` live (at most five modules).
 fn no_entity_under(prefix: &str) -> Error {
     let linked: Vec<&str> = inventory::iter::<crate::__private::EntityRegistration>
         .into_iter()
@@ -153,12 +96,30 @@ fn no_entity_under(prefix: &str) -> Error {
 }
 
 impl<'a> SchemaBuilder<'a> {
-    pub(crate) fn new(db: &'a WaveSyncDb) -> Self {
+    /// An empty builder over `shared`.
+    pub(crate) fn new(shared: &'a Shared) -> Self {
         SchemaBuilder {
-            db,
+            shared,
             tables: Vec::new(),
             error: None,
         }
+    }
+
+    /// A builder with every entity under `prefix` that derives `SyncEntity` registered
+    /// (see `get_schema_registry` on the database handle); if there is none, `sync` fails
+    /// with an error naming the prefix.
+    pub(crate) fn under(shared: &'a Shared, prefix: &str) -> Self {
+        let registrations = registrations_under(prefix);
+        let mut builder = SchemaBuilder::new(shared);
+        if registrations.is_empty() {
+            builder.error = Some(no_entity_under(prefix));
+            return builder;
+        }
+        registrations
+            .into_iter()
+            .fold(builder, |builder, registration| {
+                (registration.register)(builder)
+            })
     }
 
     /// The tables registered so far, in registration order.
@@ -242,7 +203,7 @@ impl<'a> SchemaBuilder<'a> {
         if let Some(err) = self.error {
             return Err(err);
         }
-        let shared = &self.db.shared;
+        let shared = self.shared;
         // On the engine's connection, which does not enforce foreign keys: rows kept for a
         // later registration are written here in table order, children before parents
         // maybe, and a child may have lost its parent on another peer (see `apply`).

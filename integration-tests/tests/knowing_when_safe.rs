@@ -273,3 +273,87 @@ fn a_wrong_group_secret_is_told_on_both_sides() {
         assert!(b.db.peers().is_empty() && a.db.peers().is_empty());
     });
 }
+
+/// The database file and its WAL.
+fn database_files(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    ["", "-wal"]
+        .iter()
+        .map(|suffix| std::path::PathBuf::from(format!("{}{suffix}", path.display())))
+        .collect()
+}
+
+/// Restores `backup` over `path` in place (same file, same identity: lost commits).
+fn restore(backup: &std::path::Path, path: &std::path::Path) {
+    let _ = std::fs::remove_file(format!("{}-shm", path.display()));
+    for (source, target) in database_files(backup).into_iter().zip(database_files(path)) {
+        if source.exists() {
+            std::fs::copy(&source, &target).expect("copy");
+        } else if target.exists() {
+            std::fs::remove_file(&target).expect("remove");
+        }
+    }
+}
+
+#[test]
+fn replicated_is_not_fooled_by_numbers_an_earlier_life_issued() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (a_path, backup) = (dir.path().join("a.db"), dir.path().join("backup.db"));
+        let b = TestPeer::start(&dir.path().join("b.db"), &[]).await;
+        let a = TestPeer::start(&a_path, &[b.address()]).await;
+        insert_tasks(&a, "old", 5).await;
+        within(WAIT, a.db.wait_until_replicated(1))
+            .await
+            .expect("B holds the first five")
+            .expect("replicated");
+        a.close().await;
+        database_files(&a_path)
+            .iter()
+            .zip(database_files(&backup))
+            .filter(|(source, _)| source.exists())
+            .for_each(|(source, target)| {
+                std::fs::copy(source, target).expect("backup");
+            });
+        let a = TestPeer::start(&a_path, &[b.address()]).await;
+        insert_tasks(&a, "lost", 3).await;
+        within(WAIT, a.db.wait_until_replicated(1))
+            .await
+            .expect("B holds eight")
+            .expect("replicated");
+        a.close().await;
+        // Power cut: A's last three commits are gone; B holds them as A's 6..8.
+        restore(&backup, &a_path);
+        // A writes while offline: number 6 again, unconfirmed.
+        let offline = wavesyncdb_integration_tests::test_builder(&a_path)
+            .without_network()
+            .build()
+            .await
+            .expect("offline");
+        offline
+            .schema()
+            .register::<task::Entity>()
+            .sync()
+            .await
+            .expect("register");
+        task::Entity::insert(new_task("fresh", "written after the loss"))
+            .exec(&offline)
+            .await
+            .expect("insert");
+        offline.close().await.expect("close");
+        let a = TestPeer::start(&a_path, &[b.address()]).await;
+        // B claims A's 8 at once; that is the earlier life's 6..8, not the new write.
+        within(WAIT, a.db.wait_until_replicated(1))
+            .await
+            .expect("resolved within the deadline")
+            .expect("replicated");
+        let fresh = task::Entity::find_by_id("fresh".to_owned())
+            .one(&b.db)
+            .await
+            .expect("read");
+        assert!(
+            fresh.is_some(),
+            "wait_until_replicated resolved before B held the new write"
+        );
+        assert_eq!(task::Entity::find().count(&b.db).await.expect("count"), 9);
+    });
+}

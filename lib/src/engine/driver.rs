@@ -111,10 +111,12 @@ pub(crate) struct Driver {
     refresh_due: Option<tokio::time::Instant>,
     /// When the last requested round went out.
     last_refresh: Option<tokio::time::Instant>,
+    /// Requested rounds in a row, each within the heads interval of the last.
+    refresh_streak: u32,
 }
 
-/// The least time between two rounds of heads requests the app asked for: a waiter that
-/// asks again after every answer costs the peers one request per peer per spacing.
+/// The least time between two rounds of heads requests the app asked for (it doubles
+/// while they come back to back).
 pub(crate) const REFRESH_SPACING: Duration = Duration::from_millis(100);
 
 impl Driver {
@@ -155,6 +157,7 @@ impl Driver {
             refresh,
             refresh_due: None,
             last_refresh: None,
+            refresh_streak: 0,
         }
     }
 
@@ -208,7 +211,17 @@ impl Driver {
                 // Closed only with the handle, and then `stop` ends the loop too.
                 Ok(()) = self.refresh.recv(), if self.refresh_due.is_none() => {
                     let now = tokio::time::Instant::now();
-                    let earliest = self.last_refresh.map_or(now, |last| last + REFRESH_SPACING);
+                    // Rounds asked for back to back space out (100 ms doubling up to the
+                    // heads interval): a waiter that cannot be satisfied costs the peers
+                    // no more than the regular tick after a few seconds.
+                    let quiet = self.last_refresh.is_none_or(|last| {
+                        now.saturating_duration_since(last) > self.config.heads_interval
+                    });
+                    self.refresh_streak = if quiet { 0 } else { self.refresh_streak.saturating_add(1) };
+                    let spacing = REFRESH_SPACING
+                        .saturating_mul(1 << self.refresh_streak.min(16))
+                        .min(self.config.heads_interval.max(REFRESH_SPACING));
+                    let earliest = self.last_refresh.map_or(now, |last| last + spacing);
                     self.refresh_due = Some(earliest.max(now));
                 }
                 _ = tokio::time::sleep_until(self.refresh_due.unwrap_or_else(tokio::time::Instant::now)), if self.refresh_due.is_some() => {
@@ -506,9 +519,7 @@ impl Driver {
                 self.candidates.remove(&peer);
                 {
                     let mut status = self.status();
-                    if let Some(state) = status.peers.get_mut(&peer) {
-                        state.connected = false;
-                    }
+                    status.disconnected(&peer);
                     forget_departed(&mut status.peers);
                 }
                 self.pulls.retain(|_, pull| pull.peer != peer);

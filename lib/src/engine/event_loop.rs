@@ -545,9 +545,7 @@ impl EventLoop {
         self.set_link(peer, kind);
         if kind.is_none() && self.announced.remove(&peer) {
             // The status says so before subscribers hear it (they read it next).
-            if let Some(state) = self.lock_status().peers.get_mut(&peer) {
-                state.connected = false;
-            }
+            self.lock_status().disconnected(&peer);
             self.events_bus
                 .publish(SyncEvent::PeerDisconnected { peer });
         }

@@ -163,6 +163,9 @@ pub(crate) struct PeerState {
     pub last_error: Option<String>,
     /// Whether its last heads reply was final: it held none of its own numbers back.
     pub settled: bool,
+    /// Whether `heads` came in the current connection (cleared when it disconnects: the
+    /// peer may come back restored from a backup, with less).
+    pub fresh: bool,
 }
 
 /// What the engine knows, for `peers()` and `sync_status()`.
@@ -183,6 +186,12 @@ pub(crate) struct NetworkStatus {
     pub failures: std::collections::VecDeque<crate::status::ConnectionFailure>,
     /// libp2p's metrics, for the event loop to record into (feature `prometheus`).
     pub telemetry: telemetry::Telemetry,
+    /// Whether this node's own numbering is confirmed (`protocol::recovery`): until then
+    /// a peer's claim about our origin may be an earlier life's transactions.
+    pub own_confirmed: bool,
+    /// When an incoming connection failure was last recorded (at most one a second: an
+    /// outsider can fail handshakes at will).
+    pub last_incoming_failure: Option<std::time::Instant>,
 }
 
 impl NetworkStatus {
@@ -191,9 +200,28 @@ impl NetworkStatus {
         self.links.get(peer).copied()
     }
 
+    /// `peer`'s last connection closed: what it said is no longer current.
+    pub(crate) fn disconnected(&mut self, peer: &PeerId) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.connected = false;
+            state.fresh = false;
+        }
+    }
+
     /// Records a failed connection: kept among the recent ones, on the peer if it is
     /// of our group, logged, and told to subscribers.
     pub(crate) fn connection_failed(&mut self, failure: crate::status::ConnectionFailure) {
+        if failure.incoming {
+            let now = std::time::Instant::now();
+            if self
+                .last_incoming_failure
+                .is_some_and(|last| now.saturating_duration_since(last) < Duration::from_secs(1))
+            {
+                tracing::debug!(%failure, "connection failed (not recorded: too many)");
+                return;
+            }
+            self.last_incoming_failure = Some(now);
+        }
         tracing::info!(%failure, "connection failed");
         if let Some(state) = failure.peer.and_then(|peer| self.peers.get_mut(&peer)) {
             state.last_error = Some(failure.reason.clone());
@@ -212,6 +240,7 @@ impl NetworkStatus {
         let state = self.peers.entry(peer).or_default();
         state.heads = heads;
         state.settled = settled;
+        state.fresh = true;
         self.events.publish(SyncEvent::HeadsUpdated { peer });
     }
 

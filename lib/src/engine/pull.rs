@@ -100,7 +100,6 @@ impl Driver {
 
     async fn on_heads(&mut self, peer: PeerId, heads: Vec<(NodeId, u64)>, settled: bool) {
         let heads = bounded_heads(heads);
-        self.status().record_heads(peer, heads.clone(), settled);
         let ours: HashMap<NodeId, u64> = match log::heads(&self.shared.engine_conn).await {
             Ok(ours) => ours.into_iter().collect(),
             Err(err) => {
@@ -108,12 +107,18 @@ impl Driver {
                 return;
             }
         };
-        self.status().own_heads = ours.clone();
         let me = self.shared.node_id;
         let head = ours.get(&me).copied().unwrap_or(0);
         let signed = self.attested.statement(me).map_or(0, |(seq, _)| seq);
         let step = self.recovery.on_heads(&heads, head, signed);
         self.recovery_step(Some(peer), step).await;
+        {
+            // After the recovery's step (a waiter reads whether our numbering is
+            // confirmed), and both at once: `behind` is right when the event is read.
+            let mut status = self.status();
+            status.own_heads = ours.clone();
+            status.record_heads(peer, heads.clone(), settled);
+        }
         let mut needs = catchup::needs(&ours, &heads, me);
         // The peer's own transactions first: it attests them best.
         let its_own = node_of(&peer);
@@ -328,6 +333,7 @@ impl Driver {
                 if let Some(feed) = &self.outbox {
                     feed.set_confirmed(true);
                 }
+                self.status().own_confirmed = true;
                 tracing::debug!("this node's numbering is confirmed");
             }
             Step::Pull { after, through } => {
@@ -361,6 +367,7 @@ impl Driver {
                         feed.restart_after(head);
                         feed.set_confirmed(true);
                     }
+                    self.status().own_confirmed = true;
                     tracing::warn!(
                         floor,
                         top,

@@ -197,6 +197,14 @@ async fn within<T>(seconds: u64, future: impl std::future::Future<Output = T>) -
     .await
 }
 
+/// Says (on standard error) that what follows may be stale.
+fn not_caught_up(wait: u64) {
+    eprintln!(
+        "note: not caught up with any peer within {wait} s (none found, or still pulling): \
+         this is what this node holds; --wait waits longer"
+    );
+}
+
 async fn run(cli: &Cli) -> Result<(), Failure> {
     let db = open(cli).await?;
     match &cli.command {
@@ -208,18 +216,23 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             tasks::run_command(&db, &format!("add {title}")).await?;
             match within(*wait, db.wait_until_replicated(1)).await {
                 Some(Ok(_)) => println!("added; a peer has it"),
-                Some(Err(err)) => return Err(err.into()),
+                // Committed here either way: it syncs on a later run.
+                Some(Err(err)) => println!("added locally; no peer confirmed it ({err})"),
                 None => {
                     println!("added locally; no peer confirmed it yet (it syncs when one connects)")
                 }
             }
         }
         Command::List { wait } => {
-            progress::caught_up_within(&db, *wait).await;
+            if !progress::caught_up_within(&db, *wait).await {
+                not_caught_up(*wait);
+            }
             tasks::print_tasks(&db).await?;
         }
         Command::Status { wait } => {
-            progress::caught_up_within(&db, *wait).await;
+            if !progress::caught_up_within(&db, *wait).await {
+                not_caught_up(*wait);
+            }
             status::print(&db).await?;
         }
         Command::Watch => watch::watch(&db).await?,

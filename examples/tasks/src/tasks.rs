@@ -93,23 +93,31 @@ pub(crate) async fn run_command(db: &WaveSyncDb, line: &str) -> Result<bool, sea
             .await?;
         }
         "done" | "rm" if !rest.is_empty() => {
-            let matching = task::Column::Id.starts_with(rest);
-            let changed = if verb == "done" {
-                task::Entity::update_many()
-                    .col_expr(task::Column::Completed, Expr::value(true))
-                    .filter(matching)
-                    .exec(db)
-                    .await?
-                    .rows_affected
-            } else {
-                task::Entity::delete_many()
-                    .filter(matching)
-                    .exec(db)
-                    .await?
-                    .rows_affected
-            };
-            if changed == 0 {
-                println!("no task id starts with {rest:?}");
+            // The id's prefix, matched as text (no LIKE: `%` and `_` are no wildcards),
+            // and only when it names one task.
+            let ids: Vec<String> = task::Entity::find()
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|t| t.id)
+                .filter(|id| id.starts_with(rest))
+                .collect();
+            match ids.as_slice() {
+                [] => println!("no task id starts with {rest:?}"),
+                [id] if verb == "done" => {
+                    task::Entity::update_many()
+                        .col_expr(task::Column::Completed, Expr::value(true))
+                        .filter(task::Column::Id.eq(id.as_str()))
+                        .exec(db)
+                        .await?;
+                }
+                [id] => {
+                    task::Entity::delete_by_id(id.clone()).exec(db).await?;
+                }
+                many => println!(
+                    "{} task ids start with {rest:?}; give more of the id",
+                    many.len()
+                ),
             }
         }
         "list" => print_tasks(db).await?,

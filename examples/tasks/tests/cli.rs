@@ -265,3 +265,37 @@ fn verbose_shows_the_engines_logs() {
     let loud = text(&loud.stderr);
     assert!(loud.contains("network engine started"), "{loud}");
 }
+
+#[test]
+fn rm_and_done_take_an_id_prefix_as_text_and_only_when_it_names_one_task() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(TASKS)
+        .args(["watch", "--db", "w.db", "--no-mdns", "--topic", "cli-rm"])
+        .current_dir(dir.path())
+        .env_remove("WAVESYNC_SECRET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start watch");
+    {
+        let stdin = child.stdin.as_mut().expect("stdin");
+        // `%` and `_` would match every id as LIKE patterns.
+        writeln!(stdin, "add one\nadd two\nrm %\ndone _\nlist\nquit").expect("commands");
+    }
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "watch did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = text(&child.wait_with_output().expect("output").stdout);
+    assert!(out.contains("no task id starts with \"%\""), "{out}");
+    assert!(out.contains("no task id starts with \"_\""), "{out}");
+    // Both tasks are left, neither done.
+    let last_list = out.rsplit("tasks (").next().unwrap_or_default();
+    assert!(
+        last_list.contains("one") && last_list.contains("two"),
+        "{out}"
+    );
+    assert!(!last_list.contains("[x]"), "{out}");
+}

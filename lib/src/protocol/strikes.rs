@@ -25,10 +25,9 @@
 //! - with `PeerScoreParams::default()` no topic has score parameters, so invalid
 //!   messages cost a peer nothing; with `TopicScoreParams::default()` (topic weight 0.5,
 //!   invalid-message weight -1 on the squared count, which falls to 0.3 of itself each
-//!   second) a peer is graylisted
-//!   only after about 13 invalid messages within a second, and one that sends one a
-//!   second settles at a score of about -1 and is never cut off. These strikes ban after
-//!   ten provable offenses within a minute, at any pace;
+//!   second) a peer is graylisted only after about 13 invalid messages within a second,
+//!   and one that sends one a second settles at a score of about -1 and is never cut
+//!   off. These strikes ban after ten provable offenses within a minute, at any pace;
 //! - scoring sees only the gossip topic, while half of what a peer can provably do wrong
 //!   happens in the catch-up protocol (a forged page, a page outside the range asked
 //!   for), which only these strikes see;

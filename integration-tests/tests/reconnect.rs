@@ -62,6 +62,36 @@ fn a_bootstrap_peer_that_starts_later_or_restarts_is_reached() {
     });
 }
 
+/// At the first `PeerConnected` (or `PeerDisconnected`) of `peer`: whether `peers()`,
+/// read at once, shows it connected. `None` if no such event came within `WAIT`.
+async fn status_at_event(
+    events: &mut wavesyncdb::SyncEvents,
+    db: &wavesyncdb::WaveSyncDb,
+    peer: wavesyncdb::PeerId,
+    connected: bool,
+) -> Option<bool> {
+    smol::future::or(
+        async {
+            while let Some(event) = events.next().await {
+                let hit = match event {
+                    Ok(SyncEvent::PeerConnected { peer: p, .. }) => connected && p == peer,
+                    Ok(SyncEvent::PeerDisconnected { peer: p }) => !connected && p == peer,
+                    _ => false,
+                };
+                if hit {
+                    return Some(db.peers().iter().any(|p| p.peer_id == peer && p.connected));
+                }
+            }
+            None
+        },
+        async {
+            smol::Timer::after(WAIT).await;
+            None
+        },
+    )
+    .await
+}
+
 #[test]
 fn the_status_agrees_with_connection_events_when_they_are_read() {
     smol::block_on(async {
@@ -70,47 +100,11 @@ fn the_status_agrees_with_connection_events_when_they_are_read() {
         let mut events = a.db.sync_events();
         let b = TestPeer::start(&dir.path().join("b.db"), &[a.address()]).await;
         let b_id = b.db.peer_id().expect("b's id");
-        let connected_at_event = smol::future::or(
-            async {
-                while let Some(event) = events.next().await {
-                    if matches!(event, Ok(SyncEvent::PeerConnected { peer, .. }) if peer == b_id) {
-                        // Read at once: no waiting for the driver.
-                        return Some(
-                            a.db.peers()
-                                .iter()
-                                .any(|p| p.peer_id == b_id && p.connected),
-                        );
-                    }
-                }
-                None
-            },
-            async {
-                smol::Timer::after(WAIT).await;
-                None
-            },
-        )
-        .await;
+        // Read at once: no waiting for the driver.
+        let connected_at_event = status_at_event(&mut events, &a.db, b_id, true).await;
         assert_eq!(connected_at_event, Some(true));
         b.stop().await;
-        let gone_at_event = smol::future::or(
-            async {
-                while let Some(event) = events.next().await {
-                    if matches!(event, Ok(SyncEvent::PeerDisconnected { peer }) if peer == b_id) {
-                        return Some(
-                            a.db.peers()
-                                .iter()
-                                .any(|p| p.peer_id == b_id && p.connected),
-                        );
-                    }
-                }
-                None
-            },
-            async {
-                smol::Timer::after(WAIT).await;
-                None
-            },
-        )
-        .await;
+        let gone_at_event = status_at_event(&mut events, &a.db, b_id, false).await;
         assert_eq!(
             gone_at_event,
             Some(false),

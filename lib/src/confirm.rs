@@ -34,6 +34,19 @@ fn worth_a_check(event: &Option<Result<SyncEvent, crate::events::EventsLagged>>)
     }
 }
 
+/// Waits for the next event worth a check; `EngineStopped` when the stream ends.
+async fn next_check(events: &mut crate::events::SyncEvents) -> Result<(), Error> {
+    loop {
+        let event = events.next().await;
+        if event.is_none() {
+            return Err(Error::EngineStopped);
+        }
+        if worth_a_check(&event) {
+            return Ok(());
+        }
+    }
+}
+
 impl WaveSyncDb {
     /// Resolves once `peers` connected peers of the group (at least one) have applied
     /// every transaction this node committed before the call: from then on those writes
@@ -95,15 +108,7 @@ impl WaveSyncDb {
             // The peers' heads are as of their last answer: ask again, then wait for it
             // (or for a peer to connect, or our numbering to be confirmed).
             engine.refresh_heads();
-            loop {
-                let event = events.next().await;
-                if event.is_none() {
-                    return Err(Error::EngineStopped);
-                }
-                if worth_a_check(&event) {
-                    break;
-                }
-            }
+            next_check(&mut events).await?;
         }
     }
 
@@ -145,15 +150,7 @@ impl WaveSyncDb {
                 }
             }
             engine.refresh_heads();
-            loop {
-                let event = events.next().await;
-                if event.is_none() {
-                    return Err(Error::EngineStopped);
-                }
-                if worth_a_check(&event) {
-                    break;
-                }
-            }
+            next_check(&mut events).await?;
         }
     }
 }

@@ -55,9 +55,15 @@ impl Driver {
                 self.prove(peer);
                 // A peer that lists its own origin without its signed statement holds
                 // numbers back (`protocol::recovery`): its head for itself may grow.
+                // Its statement must be signed and cover the head it lists for itself
+                // (one signature check a reply).
                 let its_own = node_of(&peer);
-                let settled = attestations.iter().any(|a| a.origin == its_own)
-                    || !heads.iter().any(|(origin, _)| *origin == its_own);
+                let listed = heads.iter().find(|(origin, _)| *origin == its_own);
+                let settled = listed.is_none_or(|(_, head)| {
+                    attestations.iter().any(|a| {
+                        a.origin == its_own && a.seq >= *head && attest::verify(&self.group, a)
+                    })
+                });
                 self.take_attestations(&heads, attestations);
                 self.on_heads(peer, heads, settled).await;
             }

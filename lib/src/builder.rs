@@ -20,6 +20,7 @@ use crate::schema::Registry;
 use crate::secret::GroupSecret;
 use libp2p::Multiaddr;
 use sea_orm::{ConnectOptions, Database};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -74,6 +75,28 @@ fn connect_options(url: &str, foreign_keys: bool) -> ConnectOptions {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(foreign_keys)
         });
+    options
+}
+
+/// The engine's connection: [`connect_options`] without foreign keys, and with the main
+/// schema's triggers as `triggers_off` says whenever the pool opens a connection (see
+/// `trigger_mode`).
+fn engine_connect_options(url: &str, triggers_off: &Arc<AtomicBool>) -> ConnectOptions {
+    let mut options = connect_options(url, false);
+    let triggers_off = Arc::clone(triggers_off);
+    options.map_sqlx_sqlite_pool_opts(move |pool| {
+        let triggers_off = Arc::clone(&triggers_off);
+        pool.after_connect(move |conn, _| {
+            let enabled = !triggers_off.load(Ordering::Acquire);
+            Box::pin(async move {
+                if enabled {
+                    Ok(())
+                } else {
+                    crate::native::set_triggers(conn, false).await
+                }
+            })
+        })
+    });
     options
 }
 
@@ -305,10 +328,11 @@ impl WaveSyncDbBuilder {
         }
         // The engine's connection opens the file first: it puts the file in WAL mode
         // (a property of the file), whatever the application's settings say.
+        let engine_triggers_off = Arc::new(AtomicBool::new(false));
         let engine_conn = if memory {
             None
         } else {
-            Some(Database::connect(connect_options(&url, false)).await?)
+            Some(Database::connect(engine_connect_options(&url, &engine_triggers_off)).await?)
         };
         let conn = Database::connect(options).await?;
         if !memory {
@@ -325,6 +349,8 @@ impl WaveSyncDbBuilder {
         let shared = Arc::new(Shared {
             conn,
             engine_conn,
+            engine_apart: !memory,
+            engine_triggers_off,
             node_id,
             registry: RwLock::new(Registry::default()),
             clock: Mutex::new(HlcClock::new(node_id, last, max_drift_ms)),

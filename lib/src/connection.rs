@@ -263,6 +263,12 @@ impl WaveSyncDb {
         Ok(log::verify(&self.shared.conn, &tables, self.shared.node_id).await?)
     }
 
+    /// Whether `sql`, which writes no synced table itself, writes one through a trigger
+    /// (see `trigger_mode`): it then runs in a transaction that notes what SQLite wrote.
+    fn writes_trigger_source(&self, sql: &str) -> bool {
+        crate::capture::writes_trigger_source(sql, DbBackend::Sqlite, &self.shared.registry())
+    }
+
     async fn autocommit<T, F>(&self, run: F) -> Result<T, DbErr>
     where
         F: AsyncFnOnce(&WaveSyncTransaction) -> Result<T, DbErr>,
@@ -285,7 +291,18 @@ impl ConnectionTrait for WaveSyncDb {
             Some(capture) => Ok(autocommit_write(&self.shared, &capture, stmt.values, true)
                 .await?
                 .exec),
-            None => self.shared.conn.execute_raw(stmt).await,
+            None if self.writes_trigger_source(&stmt.sql) => {
+                self.autocommit(async |txn| txn.execute_raw(stmt).await)
+                    .await
+            }
+            None => {
+                let ddl = crate::trigger_mode::may_change_triggers(&stmt.sql);
+                let result = self.shared.conn.execute_raw(stmt).await?;
+                if ddl {
+                    crate::trigger_mode::refresh(&self.shared).await?;
+                }
+                Ok(result)
+            }
         }
     }
 
@@ -295,7 +312,17 @@ impl ConnectionTrait for WaveSyncDb {
                 self.autocommit(async |txn| txn.run_script(&steps).await)
                     .await
             }
-            None => self.shared.conn.execute_unprepared(sql).await,
+            None if self.writes_trigger_source(sql) => {
+                self.autocommit(async |txn| txn.execute_unprepared(sql).await)
+                    .await
+            }
+            None => {
+                let result = self.shared.conn.execute_unprepared(sql).await?;
+                if crate::trigger_mode::may_change_triggers(sql) {
+                    crate::trigger_mode::refresh(&self.shared).await?;
+                }
+                Ok(result)
+            }
         }
     }
 
@@ -306,6 +333,10 @@ impl ConnectionTrait for WaveSyncDb {
                 .rows
                 .into_iter()
                 .next()),
+            None if self.writes_trigger_source(&stmt.sql) => {
+                self.autocommit(async |txn| txn.query_one_raw(stmt).await)
+                    .await
+            }
             None => self.shared.conn.query_one_raw(stmt).await,
         }
     }
@@ -315,6 +346,10 @@ impl ConnectionTrait for WaveSyncDb {
             Some(capture) => Ok(autocommit_write(&self.shared, &capture, stmt.values, false)
                 .await?
                 .rows),
+            None if self.writes_trigger_source(&stmt.sql) => {
+                self.autocommit(async |txn| txn.query_all_raw(stmt).await)
+                    .await
+            }
             None => self.shared.conn.query_all_raw(stmt).await,
         }
     }
@@ -352,11 +387,7 @@ impl TransactionTrait for WaveSyncDb {
 
     async fn begin(&self) -> Result<WaveSyncTransaction, DbErr> {
         let txn = self.shared.conn.begin().await?;
-        Ok(WaveSyncTransaction::new(
-            txn,
-            Arc::clone(&self.shared),
-            None,
-        ))
+        WaveSyncTransaction::outermost(txn, &self.shared).await
     }
 
     async fn begin_with_config(
@@ -369,11 +400,7 @@ impl TransactionTrait for WaveSyncDb {
             .conn
             .begin_with_config(isolation_level, access_mode)
             .await?;
-        Ok(WaveSyncTransaction::new(
-            txn,
-            Arc::clone(&self.shared),
-            None,
-        ))
+        WaveSyncTransaction::outermost(txn, &self.shared).await
     }
 
     async fn begin_with_options(
@@ -381,11 +408,7 @@ impl TransactionTrait for WaveSyncDb {
         options: TransactionOptions,
     ) -> Result<WaveSyncTransaction, DbErr> {
         let txn = self.shared.conn.begin_with_options(options).await?;
-        Ok(WaveSyncTransaction::new(
-            txn,
-            Arc::clone(&self.shared),
-            None,
-        ))
+        WaveSyncTransaction::outermost(txn, &self.shared).await
     }
 
     async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>

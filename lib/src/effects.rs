@@ -11,7 +11,7 @@ use crate::capture::{Capture, Cascade};
 use crate::clock::Hlc;
 use crate::log::{self, MAX_PARAMS};
 use crate::protocol::{SyncOperation, WriteKind};
-use crate::schema::quote_ident;
+use crate::schema::{TableMeta, quote_ident};
 use crate::value::{CellValue, encode_key};
 use sea_orm::sea_query::Values;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
@@ -74,27 +74,12 @@ async fn reread(
     hlc: Hlc,
 ) -> Result<Vec<SyncOperation>, DbErr> {
     let meta = &cascade.table;
-    let width = meta.primary_key.len();
     let columns: Vec<String> = cascade
         .columns
         .iter()
         .filter_map(|c| meta.column(c).filter(|c| !meta.is_key(&c.name)))
         .map(|c| c.name.clone())
         .collect();
-    let key_list = meta
-        .primary_key
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let selected = meta
-        .primary_key
-        .iter()
-        .chain(&columns)
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let tuple = format!("({})", vec!["?"; width].join(", "));
     let mut remaining: HashMap<Vec<u8>, Vec<CellValue>> = HashMap::with_capacity(keys.len());
     let mut order = Vec::with_capacity(keys.len());
     for key in keys {
@@ -103,31 +88,8 @@ async fn reread(
             order.push(encoded);
         }
     }
-    let mut still_there: HashMap<Vec<u8>, Vec<CellValue>> = HashMap::new();
-    for chunk in order.chunks((MAX_PARAMS / width.max(1)).max(1)) {
-        let values: Vec<sea_orm::Value> = chunk
-            .iter()
-            .flat_map(|key| remaining[key].iter().map(CellValue::to_sea_value))
-            .collect();
-        let sql = format!(
-            "SELECT {selected} FROM {} WHERE ({key_list}) IN (VALUES {})",
-            quote_ident(&meta.name),
-            vec![tuple.as_str(); chunk.len()].join(", ")
-        );
-        let rows = conn
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                sql,
-                values,
-            ))
-            .await?;
-        for row in &rows {
-            let cells = (0..width + columns.len())
-                .map(|index| log::read_cell(row, index))
-                .collect::<Result<Vec<_>, _>>()?;
-            still_there.insert(encode_key(&cells[..width]), cells[width..].to_vec());
-        }
-    }
+    let keys: Vec<&Vec<CellValue>> = order.iter().map(|k| &remaining[k]).collect();
+    let mut still_there = current_rows(conn, meta, &columns, &keys).await?;
     let mut operations = Vec::with_capacity(order.len());
     for encoded in order {
         let key = remaining.remove(&encoded).unwrap_or_default();
@@ -149,4 +111,55 @@ async fn reread(
         });
     }
     Ok(operations)
+}
+
+/// The values of `columns` (non-key, registered names) of the rows of `meta` under
+/// `keys` that exist now, by encoded key.
+pub(crate) async fn current_rows(
+    conn: &impl ConnectionTrait,
+    meta: &TableMeta,
+    columns: &[String],
+    keys: &[&Vec<CellValue>],
+) -> Result<HashMap<Vec<u8>, Vec<CellValue>>, DbErr> {
+    let width = meta.primary_key.len();
+    let key_list = meta
+        .primary_key
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let selected = meta
+        .primary_key
+        .iter()
+        .chain(columns)
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let tuple = format!("({})", vec!["?"; width].join(", "));
+    let mut found: HashMap<Vec<u8>, Vec<CellValue>> = HashMap::new();
+    for chunk in keys.chunks((MAX_PARAMS / width.max(1)).max(1)) {
+        let values: Vec<sea_orm::Value> = chunk
+            .iter()
+            .flat_map(|key| key.iter().map(CellValue::to_sea_value))
+            .collect();
+        let sql = format!(
+            "SELECT {selected} FROM main.{} WHERE ({key_list}) IN (VALUES {})",
+            quote_ident(&meta.name),
+            vec![tuple.as_str(); chunk.len()].join(", ")
+        );
+        let rows = conn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                values,
+            ))
+            .await?;
+        for row in &rows {
+            let cells = (0..width + columns.len())
+                .map(|index| log::read_cell(row, index))
+                .collect::<Result<Vec<_>, _>>()?;
+            found.insert(encode_key(&cells[..width]), cells[width..].to_vec());
+        }
+    }
+    Ok(found)
 }

@@ -26,6 +26,7 @@ mod exporter;
 mod log;
 mod metrics;
 mod migrate;
+mod native;
 mod notify;
 mod outbox;
 mod replica;
@@ -34,6 +35,7 @@ mod status;
 #[doc(hidden)]
 pub mod testing;
 mod transaction;
+mod trigger_mode;
 
 #[doc(hidden)]
 pub mod __private;

@@ -30,6 +30,11 @@ pub(crate) struct Shared {
     /// a connection of the application's pool, and does not enforce foreign keys (see
     /// `apply`). For an in-memory database, the application's pool itself.
     pub(crate) engine_conn: DatabaseConnection,
+    /// Whether the engine has a connection of its own (not for an in-memory database).
+    pub(crate) engine_apart: bool,
+    /// Whether the engine applies with the main schema's triggers off (`trigger_mode`);
+    /// a connection the engine's pool opens follows it.
+    pub(crate) engine_triggers_off: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) node_id: NodeId,
     pub(crate) registry: RwLock<Registry>,
     pub(crate) clock: Mutex<HlcClock>,

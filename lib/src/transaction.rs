@@ -40,6 +40,9 @@ pub(crate) struct Captured {
     /// A write that executed but cannot be synced (a value over the cell limit): the
     /// transaction must not commit, whatever the caller does with the error.
     refused: Option<crate::Error>,
+    /// A statement that may have created or dropped a trigger ran: read them again after
+    /// the commit (see `trigger_mode`).
+    triggers_changed: bool,
 }
 
 pub(crate) type Buffer = Arc<Mutex<Captured>>;
@@ -58,6 +61,9 @@ pub struct WaveSyncTransaction {
     buffer: Buffer,
     /// The enclosing transaction's buffer, for a savepoint.
     parent: Option<Buffer>,
+    /// Whether SQLite notes the rows this transaction changes (`trigger_mode`): then they
+    /// are read at commit.
+    notes: bool,
 }
 
 impl std::fmt::Debug for WaveSyncTransaction {
@@ -79,7 +85,20 @@ impl WaveSyncTransaction {
             shared,
             buffer: Arc::default(),
             parent,
+            notes: false,
         }
+    }
+
+    /// An outermost transaction on `txn`, ready to note what SQLite changes while some
+    /// trigger writes a synced table (see `trigger_mode`).
+    pub(crate) async fn outermost(
+        txn: DatabaseTransaction,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, DbErr> {
+        let notes = crate::trigger_mode::install(shared, &txn).await?;
+        let mut txn = WaveSyncTransaction::new(txn, Arc::clone(shared), None);
+        txn.notes = notes;
+        Ok(txn)
     }
 
     /// Begins the internal transaction of an autocommit write: `IMMEDIATE`, so it takes
@@ -90,7 +109,7 @@ impl WaveSyncTransaction {
             ..Default::default()
         };
         let txn = shared.conn.begin_with_options(options).await?;
-        Ok(WaveSyncTransaction::new(txn, Arc::clone(shared), None))
+        WaveSyncTransaction::outermost(txn, shared).await
     }
 
     fn wrap(&self, txn: DatabaseTransaction) -> WaveSyncTransaction {
@@ -111,6 +130,7 @@ impl WaveSyncTransaction {
         let Captured {
             operations,
             refused,
+            triggers_changed,
         } = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(err) = refused {
             if let Some(parent) = &self.parent {
@@ -130,14 +150,18 @@ impl WaveSyncTransaction {
         match self.parent {
             Some(parent) => {
                 self.txn.commit().await?;
-                parent
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .operations
-                    .extend(operations);
+                let mut parent = parent.lock().unwrap_or_else(PoisonError::into_inner);
+                parent.operations.extend(operations);
+                parent.triggers_changed |= triggers_changed;
                 Ok(())
             }
-            None => commit_outermost(self.txn, &self.shared, operations).await,
+            None => {
+                commit_outermost(self.txn, &self.shared, operations, self.notes).await?;
+                if triggers_changed {
+                    crate::trigger_mode::refresh(&self.shared).await?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -164,6 +188,16 @@ impl WaveSyncTransaction {
                 .map_err(TransactionError::Connection)?;
         }
         result
+    }
+
+    /// Remembers that `sql`, passed through, may create or drop a trigger.
+    fn note_ddl(&self, sql: &str) {
+        if crate::trigger_mode::may_change_triggers(sql) {
+            self.buffer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .triggers_changed = true;
+        }
     }
 
     fn plan(&self, sql: &str) -> Result<Option<Capture>, DbErr> {
@@ -282,6 +316,7 @@ impl WaveSyncTransaction {
             rows_affected += match step {
                 Step::PassThrough { sql, writes_rows } => {
                     let result = self.txn.execute_unprepared(sql).await?;
+                    self.note_ddl(sql);
                     if *writes_rows {
                         result.rows_affected()
                     } else {
@@ -384,12 +419,18 @@ pub(crate) async fn after_commit(
         .await;
 }
 
-/// Logs `operations` in `txn`, commits, and publishes the change set.
+/// Logs `operations` in `txn`, with what SQLite noted (`notes`, see `trigger_mode`),
+/// commits, and publishes the change set.
 pub(crate) async fn commit_outermost(
     txn: DatabaseTransaction,
     shared: &Shared,
-    operations: Vec<SyncOperation>,
+    mut operations: Vec<SyncOperation>,
+    notes: bool,
 ) -> Result<(), DbErr> {
+    if notes {
+        // Under SQLite's write lock if anything was noted: the notes are writes.
+        crate::trigger_mode::collect(shared, &txn, &mut operations).await?;
+    }
     if operations.is_empty() {
         return txn.commit().await;
     }
@@ -415,14 +456,20 @@ impl ConnectionTrait for WaveSyncTransaction {
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self.plan(&stmt.sql)? {
             Some(capture) => self.captured_execute(&capture, stmt.values).await,
-            None => self.txn.execute_raw(stmt).await,
+            None => {
+                self.note_ddl(&stmt.sql);
+                self.txn.execute_raw(stmt).await
+            }
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match self.shared.plan_script(sql)? {
             Some(steps) => self.run_script(&steps).await,
-            None => self.txn.execute_unprepared(sql).await,
+            None => {
+                self.note_ddl(sql);
+                self.txn.execute_unprepared(sql).await
+            }
         }
     }
 

@@ -38,6 +38,7 @@
 mod cascade;
 mod returning;
 pub(crate) mod rows;
+pub(crate) mod touch;
 
 pub(crate) use cascade::Cascade;
 pub(crate) use returning::Returning;
@@ -501,6 +502,46 @@ fn replace_as_upsert(insert: &mut sqlparser::ast::Insert, table: &TableMeta) {
 }
 
 /// The first synced table whose name appears as a word in `sql`, for SQL that does not parse.
+/// Whether `sql` writes a table a write to which may make a trigger write a synced table
+/// (`Registry::trigger_plan`'s sources): such a write is captured although its own table
+/// does not sync. A text that does not parse counts as such a write if it names one.
+pub(crate) fn writes_trigger_source(sql: &str, backend: DbBackend, registry: &Registry) -> bool {
+    let sources = &registry.trigger_plan().sources;
+    if sources.is_empty() {
+        return false;
+    }
+    let is_source = |name: &ObjectName| {
+        last_ident(name).is_some_and(|table| sources.contains(&table.to_ascii_lowercase()))
+    };
+    let relation = |table: &TableWithJoins| match &table.relation {
+        TableFactor::Table { name, .. } => is_source(name),
+        _ => false,
+    };
+    let dialect = dialect(backend);
+    let Ok(statements) = Parser::parse_sql(dialect.as_ref(), sql) else {
+        let tokens = Tokenizer::new(dialect.as_ref(), sql)
+            .tokenize()
+            .unwrap_or_default();
+        return tokens.iter().any(|token| {
+            matches!(token, Token::Word(word) if sources.contains(&word.value.to_ascii_lowercase()))
+        });
+    };
+    statements.iter().any(|statement| match statement {
+        Statement::Insert(insert) => match &insert.table {
+            TableObject::TableName(name) => is_source(name),
+            _ => false,
+        },
+        Statement::Update(update) => relation(&update.table),
+        Statement::Delete(delete) => {
+            let from = match &delete.from {
+                FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
+            };
+            from.iter().any(relation) || delete.tables.iter().any(is_source)
+        }
+        _ => false,
+    })
+}
+
 fn synced_table_named(sql: &str, dialect: &dyn Dialect, registry: &Registry) -> Option<String> {
     let tokens = Tokenizer::new(dialect, sql).tokenize().ok();
     let Some(tokens) = tokens else {

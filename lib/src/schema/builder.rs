@@ -204,6 +204,15 @@ impl<'a> SchemaBuilder<'a> {
             return Err(err);
         }
         let shared = self.shared;
+        // The triggers' plan with these tables synced, in force on the engine's
+        // connection before anything is applied against it.
+        let newly_synced: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|plan| matches!(plan.mode, Mode::Synced(_)))
+            .map(|plan| plan.table.to_ascii_lowercase())
+            .collect();
+        let triggers = crate::trigger_mode::prepare(shared, &newly_synced).await?;
         // On the engine's connection, which does not enforce foreign keys: rows kept for a
         // later registration are written here in table order, children before parents
         // maybe, and a child may have lost its parent on another peer (see `apply`).
@@ -282,9 +291,10 @@ impl<'a> SchemaBuilder<'a> {
                 }
             }
             registry.set_foreign_keys(foreign_keys);
+            registry.set_triggers(triggers);
         }
         // Rows that existed before their table synced commit as one local transaction.
-        crate::transaction::commit_outermost(txn, shared, backfilled).await?;
+        crate::transaction::commit_outermost(txn, shared, backfilled, false).await?;
         Ok(())
     }
 }

@@ -1,12 +1,14 @@
 //! What is synced: table metadata, the registry, and the type rules for replicated values.
 //!
 //! Owns [`TableMeta`], [`ColumnMeta`], [`ValueKind`] and the in-memory [`Registry`] that
-//! capture and merge consult. It is pure: no database handle, no `async`. Creating tables
-//! lives in [`builder`]. It must never let a name from the network reach SQL: every table
+//! capture and merge consult, with what the application's triggers mean for sync
+//! ([`triggers`]). It is pure: no database handle, no `async`. Creating tables lives in
+//! [`builder`]. It must never let a name from the network reach SQL: every table
 //! and column a remote change names is matched here against what this peer registered,
 //! and only the registered spelling is used afterwards.
 
 pub(crate) mod builder;
+pub(crate) mod triggers;
 
 use crate::error::{Error, RejectReason};
 use crate::value::CellValue;
@@ -326,6 +328,10 @@ pub(crate) struct Registry {
     tables: HashMap<String, TableClass>,
     /// Foreign keys with delete actions, by lower-cased parent table.
     children: HashMap<String, Vec<ForeignKey>>,
+    /// The main schema's triggers, as last read.
+    triggers: Vec<triggers::UserTrigger>,
+    /// What they mean given the synced tables; recomputed on every change.
+    trigger_plan: triggers::TriggerPlan,
     /// Bumped on every change, so plans made against an older registry are dropped.
     generation: u64,
 }
@@ -336,17 +342,45 @@ impl Registry {
     }
 
     pub(crate) fn insert_synced(&mut self, meta: TableMeta) {
-        self.generation += 1;
         self.tables.insert(
             meta.name.to_ascii_lowercase(),
             TableClass::Synced(Arc::new(meta)),
         );
+        self.changed();
     }
 
     pub(crate) fn insert_local(&mut self, table: &str) {
-        self.generation += 1;
         self.tables
             .insert(table.to_ascii_lowercase(), TableClass::Local);
+        self.changed();
+    }
+
+    /// Replaces the main schema's triggers.
+    pub(crate) fn set_triggers(&mut self, triggers: Vec<triggers::UserTrigger>) {
+        self.triggers = triggers;
+        self.changed();
+    }
+
+    /// What the triggers mean for sync (see [`triggers`]).
+    pub(crate) fn trigger_plan(&self) -> &triggers::TriggerPlan {
+        &self.trigger_plan
+    }
+
+    /// The trigger plan `triggers` would have with this registry's synced tables plus
+    /// `also_synced` (lower-cased), before they are registered.
+    pub(crate) fn trigger_plan_with(
+        &self,
+        triggers: &[triggers::UserTrigger],
+        also_synced: &[String],
+    ) -> triggers::TriggerPlan {
+        triggers::TriggerPlan::new(triggers, |table| {
+            also_synced.iter().any(|t| t == table) || self.synced(table).is_some()
+        })
+    }
+
+    fn changed(&mut self) {
+        self.generation += 1;
+        self.trigger_plan = self.trigger_plan_with(&self.triggers, &[]);
     }
 
     pub(crate) fn classify(&self, table: &str) -> TableClass {

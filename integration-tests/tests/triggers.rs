@@ -295,3 +295,49 @@ fn triggers_that_write_only_local_tables_still_run_for_changes_from_peers() {
         b.stop().await;
     });
 }
+
+#[test]
+fn dropping_the_triggers_that_write_synced_tables_turns_triggers_on_for_peers_again() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = format!("{SYNCED_TRIGGERS}\n{LOCAL_COUNT}");
+        let (a, b) = connected_pair(&dir, &schema, false).await;
+        let count = |peer: &TestPeer| {
+            let db = peer.db.clone();
+            async move {
+                db.query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "SELECT n FROM note_count",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+            }
+        };
+        new_note("n1", "first").insert(&a.db).await.unwrap();
+        assert_same(&a, &[&b]).await;
+        // While a trigger writes a synced table, B applies with triggers off: its local
+        // count does not see the note from A (the documented cost).
+        assert_eq!((count(&a).await, count(&b).await), (1, 0));
+
+        for peer in [&a, &b] {
+            peer.db
+                .execute_unprepared("DROP TRIGGER notes_audit; DROP TRIGGER notes_stamp;")
+                .await
+                .unwrap();
+        }
+        new_note("n2", "second").insert(&a.db).await.unwrap();
+        assert_same(&a, &[&b]).await;
+        assert_eq!(audits(&a).await.len(), 1, "the audit trigger is gone");
+        assert!(
+            wait_until(TIMEOUT, || async { count(&b).await == 1 }).await,
+            "B's local trigger did not run for the note from A once no trigger wrote a synced table"
+        );
+        assert_eq!(count(&a).await, 2);
+        assert_logs_consistent(&[&a, &b]).await;
+        a.stop().await;
+        b.stop().await;
+    });
+}

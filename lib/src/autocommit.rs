@@ -118,11 +118,17 @@ pub(crate) async fn autocommit_write(
 ) -> Result<AutocommitWrite, DbErr> {
     // Held until the write committed or failed (see `Shared::write_gate`).
     let _gate = shared.write_gate.lock().await;
-    if !capture.cascades.is_empty() || shared.registry().trigger_plan().capture {
+    if !capture.cascades.is_empty()
+        || shared.registry().trigger_plan().capture
+        || shared
+            .touch_triggers_ever
+            .load(std::sync::atomic::Ordering::Acquire)
+    {
         // A delete whose foreign keys' actions write other rows: those are read before
         // and after it, in a transaction of its own (rare enough to take the slow path).
-        // Likewise while some trigger writes a synced table: SQLite notes what the write
-        // changed, and the notes are read at commit (see `trigger_mode`).
+        // Likewise once some trigger wrote a synced table: SQLite notes what the write
+        // changed, and the notes are read at commit (or the noting is removed from a
+        // connection, see `trigger_mode`).
         let txn = WaveSyncTransaction::begin_internal(shared).await?;
         let (rows, exec) = txn.captured_write(capture, values).await?;
         txn.commit().await?;

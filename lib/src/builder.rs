@@ -351,6 +351,7 @@ impl WaveSyncDbBuilder {
             engine_conn,
             engine_apart: !memory,
             engine_triggers_off,
+            touch_triggers_ever: AtomicBool::new(false),
             node_id,
             registry: RwLock::new(Registry::default()),
             clock: Mutex::new(HlcClock::new(node_id, last, max_drift_ms)),

@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     /// Whether the engine applies with the main schema's triggers off (`trigger_mode`);
     /// a connection the engine's pool opens follows it.
     pub(crate) engine_triggers_off: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether some connection of the application's pool may have touch triggers
+    /// (`trigger_mode`): from then on, writes take the path that installs or removes them.
+    pub(crate) touch_triggers_ever: std::sync::atomic::AtomicBool,
     pub(crate) node_id: NodeId,
     pub(crate) registry: RwLock<Registry>,
     pub(crate) clock: Mutex<HlcClock>,

@@ -127,12 +127,14 @@ async fn engine_triggers(shared: &Shared, off: bool) -> Result<(), DbErr> {
 }
 
 /// Installs on `conn` (a new transaction's) the touch triggers the registry wants, and
-/// drops ours it no longer wants. Returns whether the transaction's writes are noted.
+/// drops ours it no longer wants (with their notes, once no trigger writes a synced table
+/// any more). Returns whether the transaction's writes are noted.
 pub(crate) async fn install(shared: &Shared, conn: &impl ConnectionTrait) -> Result<bool, DbErr> {
     let wanted = touch::wanted(&shared.registry());
-    if wanted.is_empty() {
+    if wanted.is_empty() && !shared.touch_triggers_ever.load(Ordering::Acquire) {
         return Ok(false);
     }
+    shared.touch_triggers_ever.store(true, Ordering::Release);
     let have: HashSet<String> = conn
         .query_all_raw(Statement::from_string(DbBackend::Sqlite, LIST_TRIGGERS))
         .await?
@@ -141,7 +143,7 @@ pub(crate) async fn install(shared: &Shared, conn: &impl ConnectionTrait) -> Res
         .collect::<Result<_, _>>()?;
     let want: HashSet<&str> = wanted.iter().map(|t| t.name.as_str()).collect();
     if have.len() == want.len() && have.iter().all(|name| want.contains(name.as_str())) {
-        return Ok(true);
+        return Ok(!wanted.is_empty());
     }
     let mut script = vec![CREATE_NOTES.to_owned()];
     for name in have.iter().filter(|name| !want.contains(name.as_str())) {
@@ -150,9 +152,17 @@ pub(crate) async fn install(shared: &Shared, conn: &impl ConnectionTrait) -> Res
     for trigger in wanted.iter().filter(|t| !have.contains(&t.name)) {
         script.push(trigger.create.clone());
     }
+    if wanted.is_empty() {
+        // Nothing reads them any more.
+        script.push(CLEAR_NOTES.to_owned());
+    }
     conn.execute_unprepared(&script.join(";\n")).await?;
-    tracing::debug!(triggers = wanted.len(), "installed touch triggers");
-    Ok(true)
+    tracing::debug!(
+        triggers = wanted.len(),
+        had = have.len(),
+        "touch triggers changed"
+    );
+    Ok(!wanted.is_empty())
 }
 
 /// One noted row.

@@ -30,6 +30,32 @@ mod user {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// A tree: each node may have a parent node; deleting a node deletes its subtree.
+mod node {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "nodes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub parent_id: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "Entity",
+            from = "Column::ParentId",
+            to = "Column::Id",
+            on_delete = "Cascade"
+        )]
+        Parent,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// A peer with posts and comments registered before it meets anyone (it dials later), so
 /// only the relations matter here, not when it registers.
 async fn start_with_posts(path: &std::path::Path) -> TestPeer {
@@ -143,6 +169,131 @@ fn a_deleted_posts_cascaded_comments_are_gone_on_every_peer_and_log() {
         for peer in [a, b, c] {
             peer.stop().await;
         }
+    });
+}
+
+#[test]
+fn a_cascading_delete_with_placeholders_in_its_returning_is_captured() {
+    // The queries that find the children bind the WHERE's parameters only (sqlx lets
+    // the extra one through today; binding it would be wrong if it ever did not).
+    smol::block_on(async {
+        use sea_orm::ConnectionTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let a = start_with_posts(&dir.path().join("a.db")).await;
+        let b = start_with_posts(&dir.path().join("b.db")).await;
+        b.db.dial(a.address()).await.unwrap();
+        assert!(b.wait_connected(1, TIMEOUT).await, "b never connected");
+        write_posts_one_by_one(&a.db, 3).await;
+        assert_same_posts(&a, &b, "B").await;
+
+        let rows =
+            a.db.query_all_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Sqlite,
+                r#"DELETE FROM "posts" WHERE "id" = ? RETURNING "id", ? AS "why""#,
+                ["p01".into(), "tidy".into()],
+            ))
+            .await
+            .expect("delete with RETURNING placeholders");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].try_get::<String>("", "why").unwrap(), "tidy");
+        assert_eq!(a.comments().await.len(), 6);
+        assert_same_posts(&a, &b, "B").await;
+        assert_logs_consistent(&[&a, &b]).await;
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+#[test]
+fn a_subtree_deeper_than_the_cascade_planner_goes_is_deleted_on_every_peer() {
+    // Fails on the main before this change: levels below the eighth stayed on peers.
+    smol::block_on(async {
+        use sea_orm::{ConnectionTrait, PaginatorTrait};
+        let dir = tempfile::tempdir().unwrap();
+        let start = |name: &str| {
+            let path = dir.path().join(name);
+            async move {
+                let peer = TestPeer::start(&path, &[]).await;
+                peer.db
+                    .schema()
+                    .register::<node::Entity>()
+                    .sync()
+                    .await
+                    .expect("register nodes");
+                peer
+            }
+        };
+        let a = start("a.db").await;
+        let b = start("b.db").await;
+        b.db.dial(a.address()).await.unwrap();
+        assert!(b.wait_connected(1, TIMEOUT).await, "b never connected");
+        // A chain of 20 levels under n00, and a second root that stays.
+        for level in 0..20 {
+            node::ActiveModel {
+                id: Set(format!("n{level:02}")),
+                parent_id: Set((level > 0).then(|| format!("n{:02}", level - 1))),
+            }
+            .insert(&a.db)
+            .await
+            .unwrap();
+        }
+        node::ActiveModel {
+            id: Set("other".into()),
+            parent_id: Set(None),
+        }
+        .insert(&a.db)
+        .await
+        .unwrap();
+        let all = rows::<node::Entity>(&a.db).await;
+        assert!(
+            wait_until(TIMEOUT, || async {
+                rows::<node::Entity>(&b.db).await == all
+            })
+            .await,
+            "B never got the tree"
+        );
+
+        // Through a transaction, and through a plain statement.
+        let txn = a.db.begin().await.unwrap();
+        node::Entity::delete_by_id("n10").exec(&txn).await.unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(node::Entity::find().count(&a.db).await.unwrap(), 11);
+        a.db.execute_unprepared(r#"DELETE FROM "nodes" WHERE "id" = 'n00'"#)
+            .await
+            .unwrap();
+        let left = rows::<node::Entity>(&a.db).await;
+        assert_eq!(left.len(), 1, "the cascade did not run on A: {left:?}");
+        assert!(
+            wait_until(TIMEOUT, || async {
+                rows::<node::Entity>(&b.db).await == left
+            })
+            .await,
+            "B holds {:?}, A {left:?}",
+            rows::<node::Entity>(&b.db).await
+        );
+        assert_logs_consistent(&[&a, &b]).await;
+        // The noting was for those transactions only: a later write takes the usual path
+        // and the connection has no trigger of ours left.
+        node::ActiveModel {
+            id: Set("later".into()),
+            parent_id: Set(None),
+        }
+        .insert(&a.db)
+        .await
+        .unwrap();
+        let ours =
+            a.db.query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT count(*) FROM temp.sqlite_master WHERE type = 'trigger'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        assert_eq!(ours, 0);
+        a.stop().await;
+        b.stop().await;
     });
 }
 

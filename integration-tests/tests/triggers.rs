@@ -95,7 +95,9 @@ async fn start(path: &std::path::Path, schema: &str, before_registering: bool) -
         register.await;
     } else {
         register.await;
-        peer.db.execute_unprepared(schema).await.expect("schema");
+        if !schema.is_empty() {
+            peer.db.execute_unprepared(schema).await.expect("schema");
+        }
     }
     peer
 }
@@ -203,7 +205,8 @@ fn triggers_made_before_registration_are_found() {
 fn a_local_tables_trigger_that_writes_a_synced_table_replicates() {
     smol::block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let schema = format!("{SYNCED_TRIGGERS}\n{INBOX}");
+        // The script starts with a table: its triggers are found further down.
+        let schema = format!("{INBOX}\n{SYNCED_TRIGGERS}");
         let (a, b) = connected_pair(&dir, &schema, false).await;
         a.db.execute_unprepared("INSERT INTO inbox (id, body) VALUES ('i1', 'by script')")
             .await
@@ -220,7 +223,12 @@ fn a_local_tables_trigger_that_writes_a_synced_table_replicates() {
             .await
             .unwrap();
         txn.commit().await.unwrap();
-        assert_eq!(notes(&a).await.len(), 3);
+        a.db.execute_unprepared(
+            "WITH v (id, body) AS (VALUES ('i4', 'through WITH')) INSERT INTO inbox SELECT id, body FROM v",
+        )
+        .await
+        .unwrap();
+        assert_eq!(notes(&a).await.len(), 4);
         assert_same(&a, &[&b]).await;
         // The inbox itself does not sync.
         let inbox =
@@ -336,6 +344,30 @@ fn dropping_the_triggers_that_write_synced_tables_turns_triggers_on_for_peers_ag
             "B's local trigger did not run for the note from A once no trigger wrote a synced table"
         );
         assert_eq!(count(&a).await, 2);
+        assert_logs_consistent(&[&a, &b]).await;
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+#[test]
+fn a_trigger_created_inside_a_transaction_is_captured_in_it() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = connected_pair(&dir, "", false).await;
+        let txn = a.db.begin().await.unwrap();
+        txn.execute_unprepared(SYNCED_TRIGGERS).await.unwrap();
+        new_note("n1", "in the same transaction")
+            .insert(&txn)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(audits(&a).await.len(), 1);
+        // B gets its triggers the same way (its own migration), then A writes again.
+        b.db.execute_unprepared(SYNCED_TRIGGERS).await.unwrap();
+        new_note("n2", "later").insert(&a.db).await.unwrap();
+        assert_same(&a, &[&b]).await;
+        assert_eq!(audits(&b).await.len(), 2, "{:?}", audits(&b).await);
         assert_logs_consistent(&[&a, &b]).await;
         a.stop().await;
         b.stop().await;

@@ -15,7 +15,7 @@ use crate::clock::Hlc;
 use crate::log;
 use crate::protocol::SyncOperation;
 use crate::replica::Shared;
-use crate::transaction::{WaveSyncTransaction, after_commit, local_entries};
+use crate::transaction::{WaveSyncTransaction, after_commit};
 use sea_orm::sea_query::Values;
 use sea_orm::{DbErr, ExecResult, QueryResult, RuntimeErr};
 use sea_query_sqlx::SqlxValues;
@@ -192,7 +192,7 @@ pub(crate) async fn autocommit_write(
     // sets reach the engine in sequence order.
     let _in_order = shared.commit_order.lock().await;
     let origin = shared.node_id;
-    let entries = local_entries(origin, &operations);
+    let entries = log::local_entries(origin, &operations);
     let clock_bound = shared.clock_bound_to_persist();
     let confirmed = shared.outbox.numbering_confirmed();
     let (mut sql, values) = log::local_commit_statements(origin, &entries, clock_bound, confirmed);

@@ -263,6 +263,28 @@ impl WaveSyncDb {
         Ok(log::verify(&self.shared.conn, &tables, self.shared.node_id).await?)
     }
 
+    /// After `sql` passed through uncaptured and succeeded. If the registry changed since
+    /// it was planned (a `sync()` registered tables meanwhile), it may have written a
+    /// table that syncs now, uncaptured: the tables it now names are reconciled with the
+    /// log (`migrate::reconcile`). If it may have created or dropped a trigger, they are
+    /// read again. The statement itself succeeded, so failures here are logged: a retry
+    /// of it would write twice.
+    async fn after_pass_through(&self, generation: u64, sql: &str) {
+        if self.shared.registry().generation() != generation {
+            let tables = crate::migrate::tables_written(sql, &self.shared.registry());
+            if !tables.is_empty()
+                && let Err(err) = self
+                    .autocommit(async |txn| txn.reconcile(&tables).await)
+                    .await
+            {
+                tracing::error!(%err, "a write that raced with sync() could not be reconciled with the log; call sync() again");
+            }
+        }
+        if crate::trigger_mode::may_change_triggers(sql) {
+            crate::trigger_mode::refresh_after_commit(&self.shared).await;
+        }
+    }
+
     /// Whether `sql`, which writes no synced table itself, writes one through a trigger
     /// (see `trigger_mode`): it then runs in a transaction that notes what SQLite wrote.
     fn writes_trigger_source(&self, sql: &str) -> bool {
@@ -287,6 +309,7 @@ impl ConnectionTrait for WaveSyncDb {
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        let generation = self.shared.registry().generation();
         match self.shared.plan_statement(&stmt.sql)? {
             Some(capture) => Ok(autocommit_write(&self.shared, &capture, stmt.values, true)
                 .await?
@@ -296,17 +319,16 @@ impl ConnectionTrait for WaveSyncDb {
                     .await
             }
             None => {
-                let ddl = crate::trigger_mode::may_change_triggers(&stmt.sql);
+                let sql = stmt.sql.clone();
                 let result = self.shared.conn.execute_raw(stmt).await?;
-                if ddl {
-                    crate::trigger_mode::refresh(&self.shared).await?;
-                }
+                self.after_pass_through(generation, &sql).await;
                 Ok(result)
             }
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let generation = self.shared.registry().generation();
         match self.shared.plan_script(sql)? {
             Some(steps) => {
                 self.autocommit(async |txn| txn.run_script(&steps).await)
@@ -318,15 +340,14 @@ impl ConnectionTrait for WaveSyncDb {
             }
             None => {
                 let result = self.shared.conn.execute_unprepared(sql).await?;
-                if crate::trigger_mode::may_change_triggers(sql) {
-                    crate::trigger_mode::refresh(&self.shared).await?;
-                }
+                self.after_pass_through(generation, sql).await;
                 Ok(result)
             }
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let generation = self.shared.registry().generation();
         match self.shared.plan_statement(&stmt.sql)? {
             Some(capture) => Ok(autocommit_write(&self.shared, &capture, stmt.values, false)
                 .await?
@@ -337,11 +358,17 @@ impl ConnectionTrait for WaveSyncDb {
                 self.autocommit(async |txn| txn.query_one_raw(stmt).await)
                     .await
             }
-            None => self.shared.conn.query_one_raw(stmt).await,
+            None => {
+                let sql = stmt.sql.clone();
+                let row = self.shared.conn.query_one_raw(stmt).await?;
+                self.after_pass_through(generation, &sql).await;
+                Ok(row)
+            }
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let generation = self.shared.registry().generation();
         match self.shared.plan_statement(&stmt.sql)? {
             Some(capture) => Ok(autocommit_write(&self.shared, &capture, stmt.values, false)
                 .await?
@@ -350,7 +377,12 @@ impl ConnectionTrait for WaveSyncDb {
                 self.autocommit(async |txn| txn.query_all_raw(stmt).await)
                     .await
             }
-            None => self.shared.conn.query_all_raw(stmt).await,
+            None => {
+                let sql = stmt.sql.clone();
+                let rows = self.shared.conn.query_all_raw(stmt).await?;
+                self.after_pass_through(generation, &sql).await;
+                Ok(rows)
+            }
         }
     }
 }
@@ -372,6 +404,13 @@ impl StreamTrait for WaveSyncDb {
                     let rows = autocommit_write(&self.shared, &capture, stmt.values, false)
                         .await?
                         .rows;
+                    Ok(Box::pin(futures::stream::iter(rows.into_iter().map(Ok)))
+                        as ResultStream<'a>)
+                }
+                None if self.writes_trigger_source(&stmt.sql) => {
+                    let rows = self
+                        .autocommit(async |txn| txn.query_all_raw(stmt).await)
+                        .await?;
                     Ok(Box::pin(futures::stream::iter(rows.into_iter().map(Ok)))
                         as ResultStream<'a>)
                 }

@@ -25,10 +25,14 @@ pub(crate) async fn children_before(
 ) -> Result<Vec<Vec<Vec<CellValue>>>, DbErr> {
     let mut all = Vec::with_capacity(capture.cascades.len());
     for cascade in &capture.cascades {
+        let values = values.as_ref().map(|values| match cascade.params {
+            Some(n) => Values(values.0.iter().take(n).cloned().collect()),
+            None => values.clone(),
+        });
         let rows = conn
             .query_all_raw(Statement {
                 sql: cascade.select_keys.clone(),
-                values: values.clone(),
+                values,
                 db_backend: DbBackend::Sqlite,
             })
             .await?;

@@ -296,6 +296,136 @@ pub(crate) async fn backfill(
     Ok(operations)
 }
 
+/// Everything in which `meta`'s table and the log disagree, as operations stamped `now`
+/// to commit as one local transaction: rows the log lacks or holds deleted (inserts),
+/// values it lacks or holds otherwise (updates), rows it holds alive that are gone
+/// (deletes). For a write that ran uncaptured because its table was being registered at
+/// that moment (see `connection`): the write is newer than anything the log holds, so
+/// it is stamped now, unlike what [`backfill`] adopts.
+pub(crate) async fn reconcile(
+    conn: &impl ConnectionTrait,
+    meta: &TableMeta,
+    now: Hlc,
+) -> Result<Vec<SyncOperation>, DbErr> {
+    let (columns, select) = meta.select_all();
+    let rows = conn.query_all_raw(stmt(&select, vec![])).await?;
+    let key_len = meta.primary_key.len();
+    let named = |cells: Vec<CellValue>, names: &[&str]| -> Vec<(String, CellValue)> {
+        names.iter().map(|c| (*c).to_owned()).zip(cells).collect()
+    };
+    let mut operations = Vec::new();
+    let mut present = std::collections::HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(1_000) {
+        let mut cells_of_rows = Vec::with_capacity(chunk.len());
+        let mut keys = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            let cells = (0..columns.len())
+                .map(|index| log::read_cell(row, index))
+                .collect::<Result<Vec<_>, _>>()?;
+            keys.push(encode_key(&cells[..key_len]));
+            cells_of_rows.push(cells);
+        }
+        let held = log::versions_of_rows(conn, &meta.name, &keys).await?;
+        for (key, mut cells) in keys.into_iter().zip(cells_of_rows) {
+            let values = named(cells.split_off(key_len), &columns[key_len..]);
+            let primary_key = named(cells, &columns[..key_len]);
+            let versions = held.get(&key);
+            let alive = versions
+                .and_then(|v| v.get(ROW_EXISTS_COLUMN))
+                .is_some_and(|v| v.value == CellValue::Integer(1));
+            present.insert(key);
+            let (kind, values) = match versions {
+                Some(versions) if alive => {
+                    let differing: Vec<_> = values
+                        .into_iter()
+                        .filter(|(name, value)| versions.get(name).map(|v| &v.value) != Some(value))
+                        .collect();
+                    if differing.is_empty() {
+                        continue;
+                    }
+                    (WriteKind::Update, differing)
+                }
+                _ => (WriteKind::Insert, values),
+            };
+            operations.push(SyncOperation {
+                table: meta.name.clone(),
+                kind,
+                hlc: now,
+                primary_key,
+                values,
+            });
+        }
+    }
+    // A row the log holds alive but without every required value is waiting for the
+    // rest (it never was in the table): only complete ones were deleted.
+    let gone: Vec<Vec<u8>> = log::alive_keys(conn, &meta.name)
+        .await?
+        .into_iter()
+        .filter(|key| !present.contains(key))
+        .collect();
+    let required: Vec<&str> = meta
+        .value_columns()
+        .filter(|c| !c.nullable)
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut complete = std::collections::HashSet::new();
+    for chunk in gone.chunks(1_000) {
+        for (key, versions) in log::versions_of_rows(conn, &meta.name, chunk).await? {
+            if required.iter().all(|c| versions.contains_key(*c)) {
+                complete.insert(key);
+            }
+        }
+    }
+    for key in gone {
+        if !complete.contains(&key) {
+            continue;
+        }
+        let Some(cells) = crate::value::decode_key(&key) else {
+            continue;
+        };
+        if cells.len() != key_len {
+            continue;
+        }
+        operations.push(SyncOperation {
+            table: meta.name.clone(),
+            kind: WriteKind::Delete,
+            hlc: now,
+            primary_key: named(cells, &columns[..key_len]),
+            values: Vec::new(),
+        });
+    }
+    if !operations.is_empty() {
+        tracing::info!(table = %meta.name, rows = operations.len(), "a write that raced with registration now replicates");
+    }
+    Ok(operations)
+}
+
+/// The synced tables `sql` writes, as planned against `registry` now; for a statement
+/// the planner refuses, every synced table it names.
+pub(crate) fn tables_written(sql: &str, registry: &crate::schema::Registry) -> Vec<Arc<TableMeta>> {
+    match crate::capture::plan_script(sql, sea_orm::DbBackend::Sqlite, registry) {
+        Ok(steps) => {
+            let mut tables: Vec<Arc<TableMeta>> = Vec::new();
+            for step in steps.into_iter().flatten() {
+                if let crate::capture::Step::Capture(capture) = step
+                    && !tables.iter().any(|t| t.name == capture.table.name)
+                {
+                    tables.push(capture.table);
+                }
+            }
+            tables
+        }
+        Err(_) => {
+            let lower = sql.to_ascii_lowercase();
+            registry
+                .synced_tables()
+                .filter(|t| lower.contains(&t.name.to_ascii_lowercase()))
+                .cloned()
+                .collect()
+        }
+    }
+}
+
 /// The foreign keys between synced tables whose parent deletes SQLite turns into writes
 /// of the child (`ON DELETE CASCADE / SET NULL / SET DEFAULT`), as (parent, key) pairs.
 pub(crate) async fn foreign_keys(

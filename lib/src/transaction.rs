@@ -17,12 +17,10 @@ use crate::capture::rows::{
     Cells, locate_cells, operations_from_rows, read_back_positions, visible_rows,
 };
 use crate::capture::{Capture, Step};
-use crate::clock::{Hlc, NodeId};
-use crate::log::{self, LogEntry};
-use crate::merge::written_cells;
+use crate::clock::Hlc;
+use crate::log;
 use crate::protocol::{ChangeSet, SyncOperation};
 use crate::replica::Shared;
-use crate::value::encode_key;
 use sea_orm::sea_query::Values;
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
@@ -43,6 +41,13 @@ pub(crate) struct Captured {
     /// A statement that may have created or dropped a trigger ran: read them again after
     /// the commit (see `trigger_mode`).
     triggers_changed: bool,
+    /// Synced tables a statement that passed through may have written uncaptured, because
+    /// a `sync()` registered them meanwhile: reconciled with the log at commit.
+    raced: Vec<Arc<crate::schema::TableMeta>>,
+    /// A write installed touch triggers for this transaction only (a delete whose
+    /// cascades go deeper than the planner follows): read the notes and remove them at
+    /// commit. Rolled back with a savepoint, like the triggers themselves.
+    notes_for_once: bool,
 }
 
 pub(crate) type Buffer = Arc<Mutex<Captured>>;
@@ -64,6 +69,9 @@ pub struct WaveSyncTransaction {
     /// Whether SQLite notes the rows this transaction changes (`trigger_mode`): then they
     /// are read at commit.
     notes: bool,
+    /// The registry's generation when the transaction began: a statement that passed
+    /// through after it changed may have written a table that syncs now.
+    generation: u64,
 }
 
 impl std::fmt::Debug for WaveSyncTransaction {
@@ -80,12 +88,14 @@ impl WaveSyncTransaction {
         shared: Arc<Shared>,
         parent: Option<Buffer>,
     ) -> Self {
+        let generation = shared_generation(&shared);
         WaveSyncTransaction {
             txn,
             shared,
             buffer: Arc::default(),
             parent,
             notes: false,
+            generation,
         }
     }
 
@@ -128,9 +138,11 @@ impl WaveSyncTransaction {
     /// error again.
     pub async fn commit(self) -> Result<(), DbErr> {
         let Captured {
-            operations,
+            mut operations,
             refused,
             triggers_changed,
+            notes_for_once,
+            raced,
         } = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(err) = refused {
             if let Some(parent) = &self.parent {
@@ -153,12 +165,28 @@ impl WaveSyncTransaction {
                 let mut parent = parent.lock().unwrap_or_else(PoisonError::into_inner);
                 parent.operations.extend(operations);
                 parent.triggers_changed |= triggers_changed;
+                parent.notes_for_once |= notes_for_once;
+                parent.raced.extend(raced);
                 Ok(())
             }
             None => {
-                commit_outermost(self.txn, &self.shared, operations, self.notes).await?;
+                if !raced.is_empty() {
+                    // Under the write lock: the raced statements wrote.
+                    let now = self.shared.tick();
+                    for table in &raced {
+                        operations.extend(crate::migrate::reconcile(&self.txn, table, now).await?);
+                    }
+                }
+                let notes = if self.notes {
+                    Notes::Kept
+                } else if notes_for_once {
+                    Notes::ForOnce
+                } else {
+                    Notes::None
+                };
+                commit_outermost(self.txn, &self.shared, operations, notes).await?;
                 if triggers_changed {
-                    crate::trigger_mode::refresh(&self.shared).await?;
+                    crate::trigger_mode::refresh_after_commit(&self.shared).await;
                 }
                 Ok(())
             }
@@ -190,14 +218,61 @@ impl WaveSyncTransaction {
         result
     }
 
-    /// Remembers that `sql`, passed through, may create or drop a trigger.
-    fn note_ddl(&self, sql: &str) {
-        if crate::trigger_mode::may_change_triggers(sql) {
+    /// After `sql` passed through: if the registry changed since the transaction began,
+    /// the synced tables it now names are reconciled with the log at commit (it may have
+    /// written one of them uncaptured). If it may have created or dropped a trigger, the
+    /// triggers are read again after the commit, and if one now writes a synced table,
+    /// this transaction's later writes are noted already (see `trigger_mode`).
+    async fn after_pass_through(&self, sql: &str) -> Result<(), DbErr> {
+        if shared_generation(&self.shared) != self.generation {
+            let tables = crate::migrate::tables_written(sql, &self.shared.registry());
+            if !tables.is_empty() {
+                let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+                for table in tables {
+                    if !buffer.raced.iter().any(|t| t.name == table.name) {
+                        buffer.raced.push(table);
+                    }
+                }
+            }
+        }
+        if !crate::trigger_mode::may_change_triggers(sql) {
+            return Ok(());
+        }
+        let noted = {
+            let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+            buffer.triggers_changed = true;
+            buffer.notes_for_once
+        };
+        if !self.notes
+            && !noted
+            && crate::trigger_mode::captures_in(&self.shared, &self.txn).await?
+        {
+            crate::trigger_mode::install_for_transaction(&self.shared, &self.txn).await?;
             self.buffer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .triggers_changed = true;
+                .notes_for_once = true;
         }
+        Ok(())
+    }
+
+    /// Logs what `tables` hold and the log does not (see `migrate::reconcile`), as this
+    /// transaction's writes.
+    pub(crate) async fn reconcile(
+        &self,
+        tables: &[Arc<crate::schema::TableMeta>],
+    ) -> Result<(), DbErr> {
+        let now = self.shared.tick();
+        let mut operations = Vec::new();
+        for table in tables {
+            operations.extend(crate::migrate::reconcile(&self.txn, table, now).await?);
+        }
+        self.buffer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .operations
+            .extend(operations);
+        Ok(())
     }
 
     fn plan(&self, sql: &str) -> Result<Option<Capture>, DbErr> {
@@ -228,6 +303,14 @@ impl WaveSyncTransaction {
             Some(setup) => format!("{setup};\n{}", capture.sql),
             None => capture.sql.clone(),
         };
+        if capture.needs_notes && !self.notes {
+            // Before the children are read: `children_before` and the notes then agree.
+            crate::trigger_mode::install_for_transaction(&self.shared, &self.txn).await?;
+            self.buffer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .notes_for_once = true;
+        }
         let children = crate::effects::children_before(&self.txn, capture, &values).await?;
         let statement = Statement {
             sql,
@@ -316,7 +399,7 @@ impl WaveSyncTransaction {
             rows_affected += match step {
                 Step::PassThrough { sql, writes_rows } => {
                     let result = self.txn.execute_unprepared(sql).await?;
-                    self.note_ddl(sql);
+                    self.after_pass_through(sql).await?;
                     if *writes_rows {
                         result.rows_affected()
                     } else {
@@ -374,27 +457,6 @@ const ROW_COUNTER_SETUP: &str = "CREATE TEMP TABLE IF NOT EXISTS _wavesync_row_c
      WITH RECURSIVE more(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM more WHERE n < 64) \
      SELECT n FROM more WHERE NOT EXISTS (SELECT 1 FROM temp._wavesync_row_counter WHERE n = 64)";
 
-/// The log entries of a local transaction's operations (numbered at commit).
-pub(crate) fn local_entries(origin: NodeId, operations: &[SyncOperation]) -> Vec<LogEntry> {
-    let mut entries = Vec::new();
-    for op in operations {
-        let key: Vec<_> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
-        let key = encode_key(&key);
-        for (column, version) in written_cells(op) {
-            entries.push(LogEntry {
-                table: op.table.clone(),
-                key: key.clone(),
-                column,
-                version,
-                origin,
-                // Numbered by the commit's bookkeeping statement.
-                seq: 0,
-            });
-        }
-    }
-    entries
-}
-
 /// After a local commit: records the persisted clock bound and hands the change set on.
 pub(crate) async fn after_commit(
     shared: &Shared,
@@ -419,17 +481,35 @@ pub(crate) async fn after_commit(
         .await;
 }
 
+fn shared_generation(shared: &Shared) -> u64 {
+    shared.registry().generation()
+}
+
+/// Whether SQLite noted what a transaction changed (see `trigger_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Notes {
+    /// No touch triggers.
+    None,
+    /// The connection keeps its touch triggers (some trigger writes a synced table).
+    Kept,
+    /// Installed for this transaction only: removed before it commits.
+    ForOnce,
+}
+
 /// Logs `operations` in `txn`, with what SQLite noted (`notes`, see `trigger_mode`),
 /// commits, and publishes the change set.
 pub(crate) async fn commit_outermost(
     txn: DatabaseTransaction,
     shared: &Shared,
     mut operations: Vec<SyncOperation>,
-    notes: bool,
+    notes: Notes,
 ) -> Result<(), DbErr> {
-    if notes {
+    if notes != Notes::None {
         // Under SQLite's write lock if anything was noted: the notes are writes.
         crate::trigger_mode::collect(shared, &txn, &mut operations).await?;
+    }
+    if notes == Notes::ForOnce {
+        crate::trigger_mode::remove(&txn).await?;
     }
     if operations.is_empty() {
         return txn.commit().await;
@@ -438,7 +518,7 @@ pub(crate) async fn commit_outermost(
     // sets reach the engine in sequence order.
     let _in_order = shared.commit_order.lock().await;
     let origin = shared.node_id;
-    let entries = local_entries(origin, &operations);
+    let entries = log::local_entries(origin, &operations);
     let clock_bound = shared.clock_bound_to_persist();
     let confirmed = shared.outbox.numbering_confirmed();
     let seq = log::record_local_commit(&txn, origin, &entries, clock_bound, confirmed).await?;
@@ -457,8 +537,10 @@ impl ConnectionTrait for WaveSyncTransaction {
         match self.plan(&stmt.sql)? {
             Some(capture) => self.captured_execute(&capture, stmt.values).await,
             None => {
-                self.note_ddl(&stmt.sql);
-                self.txn.execute_raw(stmt).await
+                let sql = stmt.sql.clone();
+                let result = self.txn.execute_raw(stmt).await?;
+                self.after_pass_through(&sql).await?;
+                Ok(result)
             }
         }
     }
@@ -467,8 +549,9 @@ impl ConnectionTrait for WaveSyncTransaction {
         match self.shared.plan_script(sql)? {
             Some(steps) => self.run_script(&steps).await,
             None => {
-                self.note_ddl(sql);
-                self.txn.execute_unprepared(sql).await
+                let result = self.txn.execute_unprepared(sql).await?;
+                self.after_pass_through(sql).await?;
+                Ok(result)
             }
         }
     }
@@ -481,14 +564,24 @@ impl ConnectionTrait for WaveSyncTransaction {
                 .await?
                 .into_iter()
                 .next()),
-            None => self.txn.query_one_raw(stmt).await,
+            None => {
+                let sql = stmt.sql.clone();
+                let row = self.txn.query_one_raw(stmt).await?;
+                self.after_pass_through(&sql).await?;
+                Ok(row)
+            }
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self.plan(&stmt.sql)? {
             Some(capture) => self.captured_query(&capture, stmt.values).await,
-            None => self.txn.query_all_raw(stmt).await,
+            None => {
+                let sql = stmt.sql.clone();
+                let rows = self.txn.query_all_raw(stmt).await?;
+                self.after_pass_through(&sql).await?;
+                Ok(rows)
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 //! never run them a second time for the changes that bring those writes to a peer.
 //!
 //! Glue for `schema::triggers` (what the triggers mean) and `capture::touch` (the notes).
+//! Triggers created or dropped around WaveSyncDB (on another connection) are seen at the
+//! next `sync()`.
 //! It reads the main schema's triggers, adopts their plan (in the registry, and on the
 //! engine's connection, whose triggers it switches off through `native` while some
 //! trigger writes a synced table); it installs the touch triggers on a writing
@@ -70,12 +72,42 @@ pub(crate) async fn prepare(
              these triggers write only tables that do not sync and will not run for changes from peers"
         );
     }
+    for (trigger, table) in &plan.replacing {
+        tracing::warn!(
+            %trigger,
+            %table,
+            "this trigger writes a synced table with REPLACE: a row it removes because of another \
+             UNIQUE column is removed on this peer only; write INSERT .. ON CONFLICT DO UPDATE instead"
+        );
+    }
     engine_triggers(shared, plan.capture).await?;
     Ok(triggers)
 }
 
-/// After the application created or dropped a trigger: reads them again and adopts them.
-pub(crate) async fn refresh(shared: &Shared) -> Result<(), DbErr> {
+/// After the application's statement that may have created or dropped a trigger
+/// committed: reads them again and adopts them. The statement itself succeeded, so a
+/// failure here is logged, not returned (a retry would write twice); the next `sync()`
+/// reads them again.
+pub(crate) async fn refresh_after_commit(shared: &Shared) {
+    if let Err(err) = refresh(shared).await {
+        tracing::error!(%err, "reading the database's triggers after a schema change failed; call sync() to read them again");
+    }
+}
+
+/// Whether the triggers `conn` sees (its transaction's uncommitted ones included) make
+/// some trigger write a synced table.
+pub(crate) async fn captures_in(
+    shared: &Shared,
+    conn: &impl ConnectionTrait,
+) -> Result<bool, DbErr> {
+    if !shared.engine_apart {
+        return Ok(false);
+    }
+    let triggers = read(conn).await?;
+    Ok(shared.registry().trigger_plan_with(&triggers, &[]).capture)
+}
+
+async fn refresh(shared: &Shared) -> Result<(), DbErr> {
     let triggers = prepare(shared, &[]).await?;
     shared
         .registry
@@ -85,16 +117,16 @@ pub(crate) async fn refresh(shared: &Shared) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// Whether `sql` may create or drop a trigger (checked cheaply on statements that pass
-/// through; a false alarm only costs a re-read).
+/// Whether `sql` may create or drop a trigger, or change what one writes (`DROP TABLE`
+/// drops a table's triggers, `ALTER TABLE .. RENAME` rewrites their bodies). Checked
+/// cheaply on every statement that passes through: a false alarm only costs a re-read.
 pub(crate) fn may_change_triggers(sql: &str) -> bool {
-    let head: String = sql
-        .trim_start()
-        .chars()
-        .take(64)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    (head.starts_with("create") || head.starts_with("drop")) && head.contains("trigger")
+    let contains = |word: &[u8]| {
+        sql.as_bytes()
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    contains(b"trigger") || contains(b"drop") || contains(b"rename")
 }
 
 fn sqlx_err(err: sqlx::Error) -> DbErr {
@@ -107,8 +139,8 @@ async fn engine_triggers(shared: &Shared, off: bool) -> Result<(), DbErr> {
         return Ok(());
     }
     // A connection the pool opens from now on follows the flag (`after_connect`); the
-    // one it holds is switched here, while no apply uses it.
-    shared.engine_triggers_off.store(off, Ordering::Release);
+    // one it holds is switched here, while no apply uses it. The flag is set once the
+    // switch succeeded, so a failed one is tried again next time.
     let mut conn = shared
         .engine_conn
         .get_sqlite_connection_pool()
@@ -118,6 +150,7 @@ async fn engine_triggers(shared: &Shared, off: bool) -> Result<(), DbErr> {
     crate::native::set_triggers(&mut conn, !off)
         .await
         .map_err(sqlx_err)?;
+    shared.engine_triggers_off.store(off, Ordering::Release);
     tracing::info!(
         off,
         "changes from peers are applied with the database's triggers {}",
@@ -135,6 +168,31 @@ pub(crate) async fn install(shared: &Shared, conn: &impl ConnectionTrait) -> Res
         return Ok(false);
     }
     shared.touch_triggers_ever.store(true, Ordering::Release);
+    set_touch_triggers(conn, &wanted).await?;
+    Ok(!wanted.is_empty())
+}
+
+/// Installs the touch triggers of every synced table on `conn` for the rest of its
+/// transaction, which [`remove`]s them before it commits (a delete whose cascades go
+/// deeper than `capture::cascade` follows).
+pub(crate) async fn install_for_transaction(
+    shared: &Shared,
+    conn: &impl ConnectionTrait,
+) -> Result<(), DbErr> {
+    let all = touch::all(&shared.registry());
+    set_touch_triggers(conn, &all).await
+}
+
+/// Drops every touch trigger of ours on `conn`.
+pub(crate) async fn remove(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    set_touch_triggers(conn, &[]).await
+}
+
+/// Makes the touch triggers on `conn` exactly `wanted`; with none wanted, clears the notes.
+async fn set_touch_triggers(
+    conn: &impl ConnectionTrait,
+    wanted: &[touch::TouchTrigger],
+) -> Result<(), DbErr> {
     let have: HashSet<String> = conn
         .query_all_raw(Statement::from_string(DbBackend::Sqlite, LIST_TRIGGERS))
         .await?
@@ -143,7 +201,7 @@ pub(crate) async fn install(shared: &Shared, conn: &impl ConnectionTrait) -> Res
         .collect::<Result<_, _>>()?;
     let want: HashSet<&str> = wanted.iter().map(|t| t.name.as_str()).collect();
     if have.len() == want.len() && have.iter().all(|name| want.contains(name.as_str())) {
-        return Ok(!wanted.is_empty());
+        return Ok(());
     }
     let mut script = vec![CREATE_NOTES.to_owned()];
     for name in have.iter().filter(|name| !want.contains(name.as_str())) {
@@ -162,7 +220,7 @@ pub(crate) async fn install(shared: &Shared, conn: &impl ConnectionTrait) -> Res
         had = have.len(),
         "touch triggers changed"
     );
-    Ok(!wanted.is_empty())
+    Ok(())
 }
 
 /// One noted row.
@@ -236,12 +294,16 @@ pub(crate) async fn collect(
         false
     });
     let hlc = shared.tick();
-    let mut by_table: HashMap<String, Vec<&Noted>> = HashMap::new();
+    // Tables in the order they were first noted, rows in the order they were.
+    let mut by_table: Vec<(String, Vec<&Noted>)> = Vec::new();
     for id in &order {
-        by_table.entry(id.0.clone()).or_default().push(&noted[id]);
+        match by_table.iter_mut().find(|(table, _)| *table == id.0) {
+            Some((_, rows)) => rows.push(&noted[id]),
+            None => by_table.push((id.0.clone(), vec![&noted[id]])),
+        }
     }
     let mut out = Vec::with_capacity(order.len());
-    for rows in by_table.values() {
+    for (_, rows) in &by_table {
         let meta = &rows[0].meta;
         let columns: Vec<String> = meta.value_columns().map(|c| c.name.clone()).collect();
         let keys: Vec<&Vec<CellValue>> = rows.iter().map(|n| &n.key).collect();

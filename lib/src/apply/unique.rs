@@ -246,7 +246,7 @@ pub(super) async fn commit_deletes(
             values: Vec::new(),
         })
         .collect();
-    let entries = crate::transaction::local_entries(origin, &operations);
+    let entries = log::local_entries(origin, &operations);
     let confirmed = shared.outbox.numbering_confirmed();
     let (sql, values) = log::local_commit_statements(origin, &entries, None, confirmed);
     let row = conn

@@ -8,6 +8,10 @@
 //! DELETE's parameters. The connection runs them just before the DELETE, under the same
 //! write lock, and reads those rows again after it: the rows that are gone are captured as
 //! deletes, the others as updates of their referencing columns.
+//!
+//! Cascades deeper than [`MAX_DEPTH`] (a tree of replies) are not followed here: the plan
+//! says so, and the delete then runs with SQLite noting every row it changes
+//! (`capture::touch`), which sees every level.
 
 use crate::schema::{OnDelete, Registry, TableMeta, quote_ident};
 use std::sync::Arc;
@@ -25,6 +29,9 @@ pub(crate) struct Cascade {
     pub select_keys: String,
     /// The child's referencing columns (what `SET NULL / SET DEFAULT` changes).
     pub columns: Vec<String>,
+    /// How many of the DELETE's parameters `select_keys` binds, from the first: those of
+    /// its `WHERE` (its `RETURNING`'s come after them); `None` for all of them.
+    pub params: Option<usize>,
 }
 
 fn column_list(columns: &[String]) -> String {
@@ -35,20 +42,25 @@ fn column_list(columns: &[String]) -> String {
         .join(", ")
 }
 
-/// The cascades of a DELETE from `table`, written `FROM {from} WHERE {selection}`.
+/// The cascades of a DELETE from `table`, written `FROM {from} WHERE {selection}`, and
+/// whether they go deeper than [`MAX_DEPTH`] levels.
 pub(crate) fn plan(
     registry: &Registry,
     table: &Arc<TableMeta>,
     from: &str,
     selection: Option<&str>,
-) -> Vec<Cascade> {
+    params: Option<usize>,
+) -> (Vec<Cascade>, bool) {
     let filter = selection.map(|s| format!(" WHERE {s}")).unwrap_or_default();
     // A query for `columns` of the rows being deleted from `table`.
     let rows_of =
         move |columns: &[String]| format!("SELECT {} FROM {from}{filter}", column_list(columns));
     let mut out = Vec::new();
-    follow(registry, table, &rows_of, 0, &mut out);
-    out
+    let deeper = follow(registry, table, &rows_of, 0, &mut out);
+    for cascade in &mut out {
+        cascade.params = params;
+    }
+    (out, deeper)
 }
 
 fn follow(
@@ -57,13 +69,11 @@ fn follow(
     rows_of: &dyn Fn(&[String]) -> String,
     depth: usize,
     out: &mut Vec<Cascade>,
-) {
+) -> bool {
     if depth >= MAX_DEPTH {
-        if !registry.children_of(&parent.name).is_empty() {
-            tracing::warn!(table = %parent.name, "cascades deeper than {MAX_DEPTH} levels are not captured");
-        }
-        return;
+        return !registry.children_of(&parent.name).is_empty();
     }
+    let mut deeper = false;
     for key in registry.children_of(&parent.name) {
         let Some(child) = registry.synced(&key.child) else {
             continue;
@@ -81,6 +91,7 @@ fn follow(
                 column_list(&child.primary_key)
             ),
             columns: key.child_columns.clone(),
+            params: None,
         });
         if key.on_delete == OnDelete::Cascade {
             let rows_of_child = |columns: &[String]| {
@@ -89,9 +100,10 @@ fn follow(
                     column_list(columns)
                 )
             };
-            follow(registry, &child, &rows_of_child, depth + 1, out);
+            deeper |= follow(registry, &child, &rows_of_child, depth + 1, out);
         }
     }
+    deeper
 }
 
 #[cfg(test)]
@@ -140,7 +152,8 @@ mod tests {
             ),
         ]);
         let posts = registry.synced("posts").unwrap();
-        let cascades = plan(&registry, &posts, "posts", Some("\"id\" = ?"));
+        let (cascades, deeper) = plan(&registry, &posts, "posts", Some("\"id\" = ?"), Some(1));
+        assert!(!deeper);
         let tables: Vec<&str> = cascades.iter().map(|c| c.table.name.as_str()).collect();
         assert_eq!(tables, ["comments", "likes", "pins"]);
         assert_eq!(
@@ -170,6 +183,8 @@ mod tests {
             },
         )]);
         let nodes = registry.synced("nodes").unwrap();
-        assert_eq!(plan(&registry, &nodes, "nodes", None).len(), MAX_DEPTH);
+        let (cascades, deeper) = plan(&registry, &nodes, "nodes", None, None);
+        assert_eq!(cascades.len(), MAX_DEPTH);
+        assert!(deeper);
     }
 }

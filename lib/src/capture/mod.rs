@@ -33,7 +33,10 @@
 //!   schema than `main` (`temp.tasks`) is not the synced table.
 //! - A delete of rows that synced children reference with `ON DELETE CASCADE / SET NULL /
 //!   SET DEFAULT` carries the queries that find those children ([`cascade`]), so what
-//!   SQLite does to them on its own is captured as the writes it is.
+//!   SQLite does to them on its own is captured as the writes it is. Cascades deeper than
+//!   the planner follows, and every write while some trigger of the application writes a
+//!   synced table, run with SQLite noting each row it changes ([`touch`]); the notes are
+//!   what the transaction logs for those rows.
 
 mod cascade;
 mod returning;
@@ -82,6 +85,9 @@ pub(crate) struct Capture {
     pub returning: Returning,
     /// For a delete: the child rows its foreign keys' actions will delete or change.
     pub cascades: Vec<Cascade>,
+    /// The cascades go deeper than [`cascade::MAX_DEPTH`]: the write runs with SQLite
+    /// noting every row it changes ([`touch`]).
+    pub needs_notes: bool,
 }
 
 /// What to do with one statement.
@@ -277,15 +283,21 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                      and select the rows with WHERE .. IN (SELECT ..)",
                 ));
             }
-            let cascades = cascade::plan(
+            let selection = delete.selection.as_ref().map(ToString::to_string);
+            // The queries that find the children embed the WHERE alone: they bind its
+            // parameters, not those of a RETURNING after it (numbered ones keep their
+            // numbers, so they bind them all).
+            let where_params = placeholders(selection.as_deref().unwrap_or(""));
+            let params = where_params
+                .iter()
+                .all(|p| p == "?")
+                .then_some(where_params.len());
+            let (cascades, needs_notes) = cascade::plan(
                 registry,
                 &table,
                 &from[0].to_string(),
-                delete
-                    .selection
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .as_deref(),
+                selection.as_deref(),
+                params,
             );
             if !cascades.is_empty() && (delete.limit.is_some() || !delete.order_by.is_empty()) {
                 return Err(refuse(
@@ -305,6 +317,7 @@ fn plan_one(statement: Statement, registry: &Registry) -> Result<Planned, Error>
                 returning,
             );
             capture.cascades = cascades;
+            capture.needs_notes = needs_notes;
             Ok(Planned::Capture(capture))
         }
         Statement::Query(query) => {
@@ -375,6 +388,7 @@ fn capture(
         returned_columns: columns,
         returning,
         cascades: Vec::new(),
+        needs_notes: false,
     }
 }
 
@@ -501,7 +515,6 @@ fn replace_as_upsert(insert: &mut sqlparser::ast::Insert, table: &TableMeta) {
     }));
 }
 
-/// The first synced table whose name appears as a word in `sql`, for SQL that does not parse.
 /// Whether `sql` writes a table a write to which may make a trigger write a synced table
 /// (`Registry::trigger_plan`'s sources): such a write is captured although its own table
 /// does not sync. A text that does not parse counts as such a write if it names one.
@@ -526,22 +539,52 @@ pub(crate) fn writes_trigger_source(sql: &str, backend: DbBackend, registry: &Re
             matches!(token, Token::Word(word) if sources.contains(&word.value.to_ascii_lowercase()))
         });
     };
-    statements.iter().any(|statement| match statement {
-        Statement::Insert(insert) => match &insert.table {
-            TableObject::TableName(name) => is_source(name),
+    fn writes(
+        statement: &Statement,
+        is_source: &dyn Fn(&ObjectName) -> bool,
+        relation: &dyn Fn(&TableWithJoins) -> bool,
+    ) -> bool {
+        match statement {
+            Statement::Insert(insert) => match &insert.table {
+                TableObject::TableName(name) => is_source(name),
+                _ => false,
+            },
+            Statement::Update(update) => relation(&update.table),
+            Statement::Delete(delete) => {
+                let from = match &delete.from {
+                    FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
+                };
+                from.iter().any(relation) || delete.tables.iter().any(is_source)
+            }
+            // `WITH .. INSERT/UPDATE/DELETE`.
+            Statement::Query(query) => match query.body.as_ref() {
+                SetExpr::Insert(inner) | SetExpr::Update(inner) | SetExpr::Delete(inner) => {
+                    writes(inner, is_source, relation)
+                }
+                _ => false,
+            },
             _ => false,
-        },
-        Statement::Update(update) => relation(&update.table),
-        Statement::Delete(delete) => {
-            let from = match &delete.from {
-                FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from) => from,
-            };
-            from.iter().any(relation) || delete.tables.iter().any(is_source)
         }
-        _ => false,
-    })
+    }
+    statements
+        .iter()
+        .any(|statement| writes(statement, &is_source, &relation))
 }
 
+/// The parameter placeholders in `sql`, in order, as written (`?`, `?2`, `:name`).
+fn placeholders(sql: &str) -> Vec<String> {
+    Tokenizer::new(&SQLiteDialect {}, sql)
+        .tokenize()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|token| match token {
+            Token::Placeholder(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first synced table whose name appears as a word in `sql`, for SQL that does not parse.
 fn synced_table_named(sql: &str, dialect: &dyn Dialect, registry: &Registry) -> Option<String> {
     let tokens = Tokenizer::new(dialect, sql).tokenize().ok();
     let Some(tokens) = tokens else {

@@ -2,8 +2,8 @@
 //! the change: the statement itself, a trigger of the application's, or a foreign key's
 //! action.
 //!
-//! Pure: it returns the SQL of the note table and of the triggers; `effects` installs
-//! them on a writing connection and reads the notes at commit. They are only used while
+//! Pure: it returns the SQL of the note table and of the triggers; `trigger_mode`
+//! installs them on a writing connection and reads the notes at commit. They are only used while
 //! some trigger of the application writes a synced table (see `schema::triggers`): then
 //! the statement's `RETURNING` rows no longer say everything a write did.
 //!
@@ -55,6 +55,12 @@ pub(crate) fn wanted(registry: &Registry) -> Vec<TouchTrigger> {
     if !registry.trigger_plan().capture {
         return Vec::new();
     }
+    all(registry)
+}
+
+/// The triggers that note every synced table's changes, whatever the trigger plan says
+/// (for one transaction whose cascades go deeper than the planner follows).
+pub(crate) fn all(registry: &Registry) -> Vec<TouchTrigger> {
     let mut tables: Vec<_> = registry.synced_tables().collect();
     tables.sort_by(|a, b| a.name.cmp(&b.name));
     let generation = registry.generation();
@@ -104,9 +110,18 @@ fn key_changed(table: &TableMeta) -> String {
     table
         .primary_key
         .iter()
-        .map(|k| format!("OLD.{0} IS NOT NEW.{0}", quote_ident(k)))
+        .map(|k| differs(k))
         .collect::<Vec<_>>()
         .join(" OR ")
+}
+
+/// Whether `column` changed, byte for byte: the column's own collation (`NOCASE`) and
+/// numeric equality (`1` and `1.0`) would hide changes that peers must see.
+fn differs(column: &str) -> String {
+    format!(
+        "(OLD.{0} COLLATE BINARY IS NOT NEW.{0} OR typeof(OLD.{0}) IS NOT typeof(NEW.{0}))",
+        quote_ident(column)
+    )
 }
 
 fn header(table: &TableMeta, name: &str, event: &str) -> String {
@@ -155,9 +170,9 @@ fn on_update(table: &TableMeta, name: &str) -> String {
             .iter()
             .map(|c| {
                 format!(
-                    "SELECT {tbl}, {}, {new_key} WHERE OLD.{1} IS NOT NEW.{1}",
+                    "SELECT {tbl}, {}, {new_key} WHERE {}",
                     literal(&c.name),
-                    quote_ident(&c.name)
+                    differs(&c.name)
                 )
             })
             .collect::<Vec<_>>()
@@ -202,6 +217,7 @@ mod tests {
                 name: "t".into(),
                 table: "other".into(),
                 writes: vec!["it's".into()],
+                replaces: Vec::new(),
             }]);
         }
         registry
@@ -220,7 +236,7 @@ mod tests {
         assert!(update.contains("ON main.\"it's\""), "{update}");
         assert!(update.contains("'it''s'"), "{update}");
         assert!(
-            update.contains("OLD.\"ti\"\"tle\" IS NOT NEW.\"ti\"\"tle\""),
+            update.contains("OLD.\"ti\"\"tle\" COLLATE BINARY IS NOT NEW.\"ti\"\"tle\""),
             "{update}"
         );
         assert!(update.contains("'ti\"tle'"), "{update}");

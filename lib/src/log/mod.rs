@@ -95,6 +95,30 @@ fn seq_value(seq: u64) -> Value {
     Value::BigInt(Some(i64::try_from(seq).unwrap_or(i64::MAX)))
 }
 
+/// The log entries of a local transaction's operations (numbered at commit).
+pub(crate) fn local_entries(
+    origin: NodeId,
+    operations: &[crate::protocol::SyncOperation],
+) -> Vec<LogEntry> {
+    let mut entries = Vec::new();
+    for op in operations {
+        let key: Vec<_> = op.primary_key.iter().map(|(_, v)| v.clone()).collect();
+        let key = crate::value::encode_key(&key);
+        for (column, version) in crate::merge::written_cells(op) {
+            entries.push(LogEntry {
+                table: op.table.clone(),
+                key: key.clone(),
+                column,
+                version,
+                origin,
+                // Numbered by the commit's bookkeeping statement.
+                seq: 0,
+            });
+        }
+    }
+    entries
+}
+
 /// Creates the bookkeeping tables if they are missing.
 pub(crate) async fn create_tables(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
     conn.execute_unprepared(CREATE_TABLES).await.map(drop)
@@ -416,6 +440,20 @@ pub(crate) async fn row_versions(
 
 /// The cell versions the log holds for each of `keys` of `table`, in as few statements
 /// as the parameter limit allows (a row without versions is missing from the map).
+/// The encoded keys of `table`'s rows that the log holds alive.
+pub(crate) async fn alive_keys(
+    conn: &impl ConnectionTrait,
+    table: &str,
+) -> Result<Vec<Vec<u8>>, DbErr> {
+    let rows = conn
+        .query_all_raw(stmt(
+            "SELECT pk FROM _wavesync_log WHERE tbl = ? AND col = ? AND value = 1",
+            vec![table.into(), crate::schema::ROW_EXISTS_COLUMN.into()],
+        ))
+        .await?;
+    rows.iter().map(|row| read_bytes(row, 0, "pk")).collect()
+}
+
 pub(crate) async fn versions_of_rows(
     conn: &impl ConnectionTrait,
     table: &str,

@@ -294,7 +294,13 @@ impl<'a> SchemaBuilder<'a> {
             registry.set_triggers(triggers);
         }
         // Rows that existed before their table synced commit as one local transaction.
-        crate::transaction::commit_outermost(txn, shared, backfilled, false).await?;
+        crate::transaction::commit_outermost(
+            txn,
+            shared,
+            backfilled,
+            crate::transaction::Notes::None,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! SQLite runs a trigger's body as part of the write that fired it, so what a trigger
 //! writes into a synced table belongs to the same transaction: the writing node captures
-//! it (`effects`), and peers receive it as data, like any other write. A peer must then
+//! it (`trigger_mode`), and peers receive it as data, like any other write. A peer must then
 //! not run that trigger again for the change that arrives, or its effects would happen
 //! twice (a second audit row, a timestamp of the peer's own). SQLite switches triggers off
 //! only for a whole connection, so the decision is per database:
@@ -31,27 +31,36 @@ pub(crate) struct UserTrigger {
     pub table: String,
     /// The tables its body writes, lower-cased.
     pub writes: Vec<String>,
+    /// Those it writes with `REPLACE` / `OR REPLACE`: rows such a write removes over
+    /// another UNIQUE column run no delete trigger, so they are not noted.
+    pub replaces: Vec<String>,
 }
 
 impl UserTrigger {
     /// A trigger named `name` on `table`, created by `sql`.
     pub(crate) fn parse(name: &str, table: &str, sql: &str) -> UserTrigger {
+        let (writes, replaces) = scan(sql);
         UserTrigger {
             name: name.to_owned(),
             table: table.to_owned(),
-            writes: written_tables(sql),
+            writes,
+            replaces,
         }
     }
 }
 
+/// What a trigger whose body could not be read counts as writing: every table.
+pub(crate) const ANY_TABLE: &str = "*";
+
 /// The tables a `CREATE TRIGGER` statement's body writes (`INSERT INTO`, `REPLACE INTO`,
-/// `UPDATE`, `DELETE FROM`), lower-cased. Text that does not tokenize writes nothing we
-/// can name; SQLite accepted it, so this only happens for syntax sqlparser lacks, and the
-/// trigger is then treated as writing no table.
-pub(crate) fn written_tables(sql: &str) -> Vec<String> {
+/// `UPDATE`, `DELETE FROM`), lower-cased, and those of them it writes with `REPLACE`.
+/// SQLite accepted the text, so it fails to tokenize only for syntax sqlparser lacks; the
+/// trigger then counts as writing every table ([`ANY_TABLE`]): capturing too much costs
+/// time, too little loses writes.
+fn scan(sql: &str) -> (Vec<String>, Vec<String>) {
     let Ok(tokens) = Tokenizer::new(&SQLiteDialect {}, sql).tokenize() else {
-        tracing::warn!(%sql, "a trigger's SQL did not tokenize; its writes are not known");
-        return Vec::new();
+        tracing::warn!(%sql, "a trigger's SQL did not tokenize; it counts as writing every table");
+        return (vec![ANY_TABLE.to_owned()], Vec::new());
     };
     let words: Vec<Token> = tokens
         .into_iter()
@@ -63,12 +72,16 @@ pub(crate) fn written_tables(sql: &str) -> Vec<String> {
         .iter()
         .position(|t| keyword(t) == Some(Keyword::BEGIN))
     else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let body = &words[start + 1..];
     let mut out: Vec<String> = Vec::new();
+    let mut replaces: Vec<String> = Vec::new();
     let mut i = 0;
     while i < body.len() {
+        let replacing = keyword(&body[i]) == Some(Keyword::REPLACE)
+            || (keyword_at(body, i + 1) == Some(Keyword::OR)
+                && keyword_at(body, i + 2) == Some(Keyword::REPLACE));
         let target = match keyword(&body[i]) {
             Some(Keyword::INSERT | Keyword::REPLACE) => {
                 let mut j = skip_or_clause(body, i + 1);
@@ -91,13 +104,17 @@ pub(crate) fn written_tables(sql: &str) -> Vec<String> {
         };
         if let Some(j) = target
             && let Some(name) = table_name(body, j)
-            && !out.contains(&name)
         {
-            out.push(name);
+            if replacing && !replaces.contains(&name) {
+                replaces.push(name.clone());
+            }
+            if !out.contains(&name) {
+                out.push(name);
+            }
         }
         i += 1;
     }
-    out
+    (out, replaces)
 }
 
 fn keyword(token: &Token) -> Option<Keyword> {
@@ -150,11 +167,15 @@ pub(crate) struct TriggerPlan {
     /// Triggers that write no synced table, and so will not run for remote changes while
     /// `capture` holds.
     pub local_only: Vec<String>,
+    /// (trigger, table) pairs where a trigger writes a synced table with `REPLACE`: a row
+    /// it removes over another UNIQUE column is not captured.
+    pub replacing: Vec<(String, String)>,
 }
 
 impl TriggerPlan {
     /// The plan for `triggers` when `is_synced` tells the synced tables (lower-cased).
     pub(crate) fn new(triggers: &[UserTrigger], is_synced: impl Fn(&str) -> bool) -> TriggerPlan {
+        let is_synced = |table: &str| table == ANY_TABLE || is_synced(table);
         // A table is a source if some trigger on it writes a synced table or a source.
         let mut sources: HashSet<String> = HashSet::new();
         loop {
@@ -182,10 +203,20 @@ impl TriggerPlan {
         } else {
             Vec::new()
         };
+        let replacing = triggers
+            .iter()
+            .flat_map(|t| {
+                t.replaces
+                    .iter()
+                    .filter(|table| is_synced(table))
+                    .map(|table| (t.name.clone(), table.clone()))
+            })
+            .collect();
         TriggerPlan {
             capture,
             sources,
             local_only,
+            replacing,
         }
     }
 }
@@ -206,7 +237,7 @@ mod tests {
               SELECT RAISE(IGNORE) FROM audit;
             END"#;
         assert_eq!(
-            written_tables(sql),
+            scan(sql).0,
             vec!["tasks", "audit", "counters", "log2", "gone"]
         );
     }
@@ -214,9 +245,9 @@ mod tests {
     #[test]
     fn the_event_and_on_table_are_not_writes() {
         let sql = "CREATE TRIGGER t AFTER DELETE ON a BEGIN SELECT 1; END";
-        assert!(written_tables(sql).is_empty());
+        assert!(scan(sql).0.is_empty());
         let sql = "CREATE TRIGGER t BEFORE UPDATE ON a BEGIN SELECT 1; END";
-        assert!(written_tables(sql).is_empty());
+        assert!(scan(sql).0.is_empty());
     }
 
     fn trigger(name: &str, table: &str, writes: &[&str]) -> UserTrigger {
@@ -224,7 +255,22 @@ mod tests {
             name: name.into(),
             table: table.into(),
             writes: writes.iter().map(|w| w.to_string()).collect(),
+            replaces: Vec::new(),
         }
+    }
+
+    #[test]
+    fn replacing_writes_are_told_apart() {
+        let trigger = UserTrigger::parse(
+            "t",
+            "a",
+            "CREATE TRIGGER t AFTER INSERT ON a BEGIN INSERT OR REPLACE INTO tags VALUES (1); \
+             REPLACE INTO other VALUES (1); INSERT INTO plain VALUES (1); END",
+        );
+        assert_eq!(trigger.writes, ["tags", "other", "plain"]);
+        assert_eq!(trigger.replaces, ["tags", "other"]);
+        let plan = TriggerPlan::new(&[trigger], |t| t == "tags");
+        assert_eq!(plan.replacing, [("t".to_string(), "tags".to_string())]);
     }
 
     #[test]

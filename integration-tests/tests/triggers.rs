@@ -110,6 +110,20 @@ async fn audits(peer: &TestPeer) -> Vec<audit::Model> {
     rows::<audit::Entity>(&peer.db).await
 }
 
+/// The local count the `notes_count` trigger keeps on `peer`.
+async fn note_count(peer: &TestPeer) -> i64 {
+    peer.db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT n FROM note_count",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+}
+
 fn new_note(id: &str, body: &str) -> note::ActiveModel {
     note::ActiveModel {
         id: Set(id.into()),
@@ -282,23 +296,13 @@ fn triggers_that_write_only_local_tables_still_run_for_changes_from_peers() {
         let (a, b) = connected_pair(&dir, LOCAL_COUNT, false).await;
         new_note("n1", "first").insert(&a.db).await.unwrap();
         new_note("n2", "second").insert(&a.db).await.unwrap();
-        let count = |peer: &TestPeer| {
-            let db = peer.db.clone();
-            async move {
-                db.query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
-                    "SELECT n FROM note_count",
-                ))
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get_by_index::<i64>(0)
-                .unwrap()
-            }
-        };
-        assert_eq!(count(&a).await, 2);
+        assert_eq!(note_count(&a).await, 2);
         assert_same(&a, &[&b]).await;
-        assert_eq!(count(&b).await, 2, "the local trigger did not run on B");
+        assert_eq!(
+            note_count(&b).await,
+            2,
+            "the local trigger did not run on B"
+        );
         a.stop().await;
         b.stop().await;
     });
@@ -310,25 +314,11 @@ fn dropping_the_triggers_that_write_synced_tables_turns_triggers_on_for_peers_ag
         let dir = tempfile::tempdir().unwrap();
         let schema = format!("{SYNCED_TRIGGERS}\n{LOCAL_COUNT}");
         let (a, b) = connected_pair(&dir, &schema, false).await;
-        let count = |peer: &TestPeer| {
-            let db = peer.db.clone();
-            async move {
-                db.query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Sqlite,
-                    "SELECT n FROM note_count",
-                ))
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get_by_index::<i64>(0)
-                .unwrap()
-            }
-        };
         new_note("n1", "first").insert(&a.db).await.unwrap();
         assert_same(&a, &[&b]).await;
         // While a trigger writes a synced table, B applies with triggers off: its local
         // count does not see the note from A (the documented cost).
-        assert_eq!((count(&a).await, count(&b).await), (1, 0));
+        assert_eq!((note_count(&a).await, note_count(&b).await), (1, 0));
 
         for peer in [&a, &b] {
             peer.db
@@ -340,10 +330,10 @@ fn dropping_the_triggers_that_write_synced_tables_turns_triggers_on_for_peers_ag
         assert_same(&a, &[&b]).await;
         assert_eq!(audits(&a).await.len(), 1, "the audit trigger is gone");
         assert!(
-            wait_until(TIMEOUT, || async { count(&b).await == 1 }).await,
+            wait_until(TIMEOUT, || async { note_count(&b).await == 1 }).await,
             "B's local trigger did not run for the note from A once no trigger wrote a synced table"
         );
-        assert_eq!(count(&a).await, 2);
+        assert_eq!(note_count(&a).await, 2);
         assert_logs_consistent(&[&a, &b]).await;
         a.stop().await;
         b.stop().await;

@@ -64,6 +64,19 @@ async fn start_with_posts(path: &std::path::Path) -> TestPeer {
     peer
 }
 
+/// Two connected peers, B holding A's three posts and their comments. Parents before
+/// children, each in its own transaction: the tests that use it are about cascades, not
+/// the order inside a transaction.
+async fn connected_with_posts(dir: &std::path::Path) -> (TestPeer, TestPeer) {
+    let a = start_with_posts(&dir.join("a.db")).await;
+    let b = start_with_posts(&dir.join("b.db")).await;
+    b.db.dial(a.address()).await.unwrap();
+    assert!(b.wait_connected(1, TIMEOUT).await, "b never connected");
+    write_posts_one_by_one(&a.db, 3).await;
+    assert_same_posts(&a, &b, "B").await;
+    (a, b)
+}
+
 /// Inserts `posts` posts with three comments each, all in one transaction.
 async fn write_posts(db: &wavesyncdb::WaveSyncDb, posts: usize) {
     let txn = db.begin().await.unwrap();
@@ -146,14 +159,7 @@ fn posts_and_comments_written_in_one_transaction_reach_a_new_peer() {
 fn a_deleted_posts_cascaded_comments_are_gone_on_every_peer_and_log() {
     smol::block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let a = start_with_posts(&dir.path().join("a.db")).await;
-        let b = start_with_posts(&dir.path().join("b.db")).await;
-        b.db.dial(a.address()).await.unwrap();
-        assert!(b.wait_connected(1, TIMEOUT).await, "b never connected");
-        // Parents before children, each in its own transaction: the cascade is what this
-        // test is about, not the order inside a transaction.
-        write_posts_one_by_one(&a.db, 3).await;
-        assert_same_posts(&a, &b, "B").await;
+        let (a, b) = connected_with_posts(dir.path()).await;
 
         post::Entity::delete_by_id("p01").exec(&a.db).await.unwrap();
         // SQLite's cascade did its part on A (the test's premise, not the library's).
@@ -179,12 +185,7 @@ fn a_cascading_delete_with_placeholders_in_its_returning_is_captured() {
     smol::block_on(async {
         use sea_orm::ConnectionTrait;
         let dir = tempfile::tempdir().unwrap();
-        let a = start_with_posts(&dir.path().join("a.db")).await;
-        let b = start_with_posts(&dir.path().join("b.db")).await;
-        b.db.dial(a.address()).await.unwrap();
-        assert!(b.wait_connected(1, TIMEOUT).await, "b never connected");
-        write_posts_one_by_one(&a.db, 3).await;
-        assert_same_posts(&a, &b, "B").await;
+        let (a, b) = connected_with_posts(dir.path()).await;
 
         let rows =
             a.db.query_all_raw(sea_orm::Statement::from_sql_and_values(

@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::metrics::MetricsSnapshot;
 use crate::notify::ChangeSubscription;
 use crate::protocol::ChangeSet;
+use crate::registration::SchemaBuilder;
 use crate::replica::Shared;
-use crate::schema::builder::SchemaBuilder;
 use crate::secret::GroupSecret;
 use crate::status::{PeerInfo, SyncStatus};
 use crate::transaction::{ResultStream, WaveSyncTransaction, run_transaction};
@@ -155,20 +155,7 @@ impl WaveSyncDb {
         let Some(engine) = &self.engine else {
             return Vec::new();
         };
-        let status = engine.status();
-        status
-            .peers
-            .iter()
-            .map(|(peer_id, state)| {
-                PeerInfo::from_state(
-                    *peer_id,
-                    state,
-                    status.link(peer_id),
-                    &status.own_heads,
-                    self.shared.node_id,
-                )
-            })
-            .collect()
+        engine.status().peer_infos(self.shared.node_id)
     }
 
     /// Where this node stands: its heads, and per peer what that peer has applied and how

@@ -21,19 +21,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+pub use crate::status::ConnectionKind;
+
 /// How many events a subscriber may fall behind before it lags.
 pub(crate) const EVENT_BUFFER: usize = 1024;
-
-/// How a connection to a peer travels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ConnectionKind {
-    /// Straight between the two peers (same network, a reachable address, or a hole
-    /// punched through both NATs).
-    Direct,
-    /// Through a relay server's circuit (end-to-end encrypted; the relay sees sizes and
-    /// timing only).
-    Relayed,
-}
 
 /// Whether this node can be dialled from the internet, as other peers' probes found out
 /// (libp2p AutoNAT).

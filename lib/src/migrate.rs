@@ -25,13 +25,20 @@ use crate::clock::Hlc;
 use crate::error::Error;
 use crate::log;
 use crate::protocol::{SyncOperation, WriteKind};
-use crate::schema::builder::Mode;
 use crate::schema::quote_ident;
 use crate::schema::{ForeignKey, OnDelete, ROW_EXISTS_COLUMN, TableMeta};
 use crate::value::{CellValue, encode_key};
 use sea_orm::sea_query::{ColumnDef, Table, TableCreateStatement};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, StreamTrait, Value};
 use std::sync::Arc;
+
+/// How a registered table takes part in sync.
+pub(crate) enum Mode {
+    /// Replicated, with the metadata capture and merge consult.
+    Synced(TableMeta),
+    /// Created and migrated here, never sent nor accepted.
+    Local,
+}
 
 /// One column of an entity, as migration needs it.
 pub(crate) struct ColumnPlan {

@@ -1,12 +1,21 @@
 //! What `WaveSyncDb::peers` and `WaveSyncDb::sync_status` report.
 //!
-//! Plain data, filled in by the connection from what the engine knows; it never holds a
-//! lock or a handle.
+//! Plain data, filled in by the engine from what it knows; it never holds a lock or a
+//! handle, and imports nothing of the engine or the facade.
 
 use crate::clock::NodeId;
-use crate::events::ConnectionKind;
 use libp2p::{Multiaddr, PeerId};
-use std::collections::HashMap;
+
+/// How a connection to a peer travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionKind {
+    /// Straight between the two peers (same network, a reachable address, or a hole
+    /// punched through both NATs).
+    Direct,
+    /// Through a relay server's circuit (end-to-end encrypted; the relay sees sizes and
+    /// timing only).
+    Relayed,
+}
 
 /// A catch-up from one peer while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,34 +91,6 @@ impl std::fmt::Display for ConnectionFailure {
             (None, None) => write!(f, "a connection")?,
         }
         write!(f, " failed: {}", self.reason)
-    }
-}
-
-impl PeerInfo {
-    /// What the engine knows of `peer`, as the app sees it; `behind` counts against
-    /// `ours`, this node's heads (`me` is this node, whose own transactions it never
-    /// lacks).
-    pub(crate) fn from_state(
-        peer_id: PeerId,
-        state: &crate::engine::PeerState,
-        link: Option<ConnectionKind>,
-        ours: &HashMap<NodeId, u64>,
-        me: NodeId,
-    ) -> PeerInfo {
-        PeerInfo {
-            peer_id,
-            node_id: NodeId::from_peer_id_bytes(&peer_id.to_bytes()),
-            connected: state.connected,
-            heads: state.heads.clone(),
-            behind: crate::protocol::catchup::behind(ours, &state.heads, me),
-            rejected_messages: state.rejected,
-            banned: state.banned_until.is_some(),
-            connection: if state.connected { link } else { None },
-            catch_up: state
-                .catch_up
-                .map(|(done, total)| CatchUpProgress { done, total }),
-            last_error: state.last_error.clone(),
-        }
     }
 }
 

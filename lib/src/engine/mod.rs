@@ -195,6 +195,33 @@ pub(crate) struct NetworkStatus {
 }
 
 impl NetworkStatus {
+    /// Every peer of our group as the app sees it; `behind` counts against this node's
+    /// heads as the driver last read them (`me` is this node, whose own transactions it
+    /// never lacks).
+    pub(crate) fn peer_infos(&self, me: NodeId) -> Vec<crate::status::PeerInfo> {
+        self.peers
+            .iter()
+            .map(|(peer_id, state)| crate::status::PeerInfo {
+                peer_id: *peer_id,
+                node_id: NodeId::from_peer_id_bytes(&peer_id.to_bytes()),
+                connected: state.connected,
+                heads: state.heads.clone(),
+                behind: crate::protocol::catchup::behind(&self.own_heads, &state.heads, me),
+                rejected_messages: state.rejected,
+                banned: state.banned_until.is_some(),
+                connection: if state.connected {
+                    self.link(peer_id)
+                } else {
+                    None
+                },
+                catch_up: state
+                    .catch_up
+                    .map(|(done, total)| crate::status::CatchUpProgress { done, total }),
+                last_error: state.last_error.clone(),
+            })
+            .collect()
+    }
+
     /// How `peer` is connected now, if it is.
     pub(crate) fn link(&self, peer: &PeerId) -> Option<ConnectionKind> {
         self.links.get(peer).copied()

@@ -7,7 +7,7 @@
 //! bound as parameters, never spliced into SQL.
 //!
 //! `registered` says whether this node has ever registered the table for sync: the first
-//! registration backfills rows that were written before it (see `schema::builder`).
+//! registration backfills rows that were written before it (see `registration`).
 
 use super::stmt;
 use crate::value::{CellValue, decode_key, encode_key};

@@ -3,11 +3,10 @@
 //! Owns [`TableMeta`], [`ColumnMeta`], [`ValueKind`] and the in-memory [`Registry`] that
 //! capture and merge consult, with what the application's triggers mean for sync
 //! ([`triggers`]). It is pure: no database handle, no `async`. Creating tables lives in
-//! [`builder`]. It must never let a name from the network reach SQL: every table
+//! `registration`, which is glue. It must never let a name from the network reach SQL: every table
 //! and column a remote change names is matched here against what this peer registered,
 //! and only the registered spelling is used afterwards.
 
-pub(crate) mod builder;
 pub(crate) mod triggers;
 
 use crate::error::{Error, RejectReason};

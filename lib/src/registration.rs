@@ -1,7 +1,11 @@
 //! [`SchemaBuilder`]: register entities, create and migrate their tables, and tell the core
 //! what syncs.
 //!
-//! Owns the step from SeaORM entities to a live registry. It is glue: `sync` creates
+//! Owns the step from SeaORM entities to a live registry, and [`EntityRegistration`], the
+//! link-time record one `#[derive(SyncEntity)]` submits per entity (reached by the
+//! derive's expansion through `__private`). A registration only holds a function that
+//! hands the entity to a [`SchemaBuilder`], so `TableMeta::from_entity` stays the one
+//! place that reads SeaORM's metadata and checks it. It is glue: `sync` creates
 //! missing tables through SeaORM's schema builder, adds missing columns (additive
 //! migration, see [`crate::migrate`]), rewrites rows whose remote values waited for a new
 //! column, and records each entity's [`TableMeta`] in the registry that capture and merge
@@ -13,10 +17,9 @@
 //! this module never imports the facade. It never drops, renames or retypes a column:
 //! migration is additive only.
 
-use crate::__private::{inventory, registrations_under};
 use crate::error::Error;
 use crate::log;
-use crate::migrate::{self, ColumnPlan, TablePlan};
+use crate::migrate::{self, ColumnPlan, Mode, TablePlan};
 use crate::replica::Shared;
 use crate::schema::TableMeta;
 use sea_orm::{
@@ -24,12 +27,6 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use std::sync::PoisonError;
-
-/// How a registered table takes part in sync.
-pub(crate) enum Mode {
-    Synced(TableMeta),
-    Local,
-}
 
 /// Registers entities with a database: `.register::<E>()` for tables that sync,
 /// `.register_local::<E>()` for tables that stay on this peer, then `.sync().await`.
@@ -77,7 +74,7 @@ impl std::fmt::Debug for SchemaBuilder<'_> {
 /// The error of a `get_schema_registry` prefix that finds nothing: the prefix, and where
 /// the program's entities that derive `SyncEntity` live (at most five modules).
 fn no_entity_under(prefix: &str) -> Error {
-    let linked: Vec<&str> = inventory::iter::<crate::__private::EntityRegistration>
+    let linked: Vec<&str> = inventory::iter::<EntityRegistration>
         .into_iter()
         .map(|registration| registration.module_path)
         .collect::<std::collections::BTreeSet<_>>()
@@ -302,5 +299,99 @@ impl<'a> SchemaBuilder<'a> {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// One entity registered by `#[derive(SyncEntity)]`.
+#[derive(Debug)]
+pub struct EntityRegistration {
+    /// `module_path!()` where the derive was expanded: its first segment is the crate.
+    pub module_path: &'static str,
+    /// Adds the entity to a builder (`register` or `register_local`).
+    pub register: for<'a> fn(SchemaBuilder<'a>) -> SchemaBuilder<'a>,
+}
+
+impl EntityRegistration {
+    /// The crate the entity belongs to.
+    pub fn crate_name(&self) -> &'static str {
+        self.module_path
+            .split("::")
+            .next()
+            .unwrap_or(self.module_path)
+    }
+}
+
+inventory::collect!(EntityRegistration);
+
+/// Every registration linked into this program whose module path lies under `prefix`,
+/// ordered by module so the result does not depend on link order.
+///
+/// `prefix` is what SeaORM 2.0's own `get_schema_registry` takes: a crate name
+/// (`my_app`, or `my-app` as Cargo spells it) or a module path (`my_app::entity`, with or
+/// without a trailing `::*` or `::`). It matches whole path segments: `my_app::entity`
+/// finds `my_app::entity::task` and `my_app::entity` itself, not `my_app::entity_old`.
+pub(crate) fn registrations_under(prefix: &str) -> Vec<&'static EntityRegistration> {
+    let wanted = PathPrefix::parse(prefix);
+    let mut found: Vec<&'static EntityRegistration> = inventory::iter::<EntityRegistration>
+        .into_iter()
+        .filter(|registration| wanted.matches(registration.module_path))
+        .collect();
+    found.sort_by_key(|registration| registration.module_path);
+    found
+}
+
+/// A module-path prefix, split into segments.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PathPrefix(Vec<String>);
+
+impl PathPrefix {
+    /// Reads a crate name or module path: a trailing `*` and `::` are dropped, surrounding
+    /// spaces ignored, and a `-` in the crate name read as `_`, as Cargo does.
+    pub(crate) fn parse(prefix: &str) -> PathPrefix {
+        let trimmed = prefix
+            .trim()
+            .trim_end_matches('*')
+            .trim_end_matches("::")
+            .trim_start_matches("::");
+        let mut segments: Vec<String> = trimmed
+            .split("::")
+            .map(|segment| segment.trim().to_owned())
+            .collect();
+        if let Some(first) = segments.first_mut() {
+            *first = first.replace('-', "_");
+        }
+        PathPrefix(segments)
+    }
+
+    /// Whether `module_path` is this prefix or lies under it.
+    pub(crate) fn matches(&self, module_path: &str) -> bool {
+        let mut path = module_path.split("::");
+        self.0
+            .iter()
+            .all(|wanted| path.next() == Some(wanted.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathPrefix;
+
+    #[test]
+    fn crate_names_and_module_paths_match_whole_segments() {
+        for prefix in ["my_app", "my-app", "my_app::*", "my_app::", " my_app "] {
+            let p = PathPrefix::parse(prefix);
+            assert!(p.matches("my_app"), "{prefix}");
+            assert!(p.matches("my_app::entity::task"), "{prefix}");
+            assert!(!p.matches("my_app_extra::task"), "{prefix}");
+        }
+        for prefix in ["my_app::entity", "my_app::entity::*", "my-app::entity::"] {
+            let p = PathPrefix::parse(prefix);
+            assert!(p.matches("my_app::entity"), "{prefix}");
+            assert!(p.matches("my_app::entity::task"), "{prefix}");
+            assert!(!p.matches("my_app::entity_old::task"), "{prefix}");
+            assert!(!p.matches("my_app::other"), "{prefix}");
+            assert!(!p.matches("my_app"), "{prefix}");
+        }
+        assert!(!PathPrefix::parse("").matches("my_app"));
     }
 }

@@ -313,6 +313,48 @@ impl Relays {
             }
         }
     }
+
+    /// What the rendezvous client reports about our registrations and lookups.
+    pub(super) fn on_rendezvous(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        event: rendezvous::client::Event,
+    ) {
+        use rendezvous::client::Event;
+        match event {
+            Event::Registered {
+                rendezvous_node,
+                ttl,
+                ..
+            } => {
+                tracing::info!(relay = %rendezvous_node, "registered the group on the relay");
+                self.on_registered(rendezvous_node, ttl);
+            }
+            Event::RegisterFailed {
+                rendezvous_node,
+                error,
+                ..
+            } => {
+                tracing::warn!(relay = %rendezvous_node, ?error, "the relay refused our registration");
+            }
+            Event::Discovered {
+                rendezvous_node,
+                registrations,
+                cookie,
+            } => {
+                self.on_discovered(swarm, rendezvous_node, registrations, cookie);
+            }
+            Event::DiscoverFailed {
+                rendezvous_node,
+                error,
+                ..
+            } => {
+                tracing::debug!(relay = %rendezvous_node, ?error, "lookup on the relay failed");
+                self.on_discover_failed(rendezvous_node);
+            }
+            Event::Expired { .. } => {}
+        }
+    }
 }
 
 fn schedule_dial(relay: &mut Relay, now: Instant) {

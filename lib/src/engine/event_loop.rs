@@ -2,8 +2,9 @@
 //!
 //! It turns swarm events into [`NetEvent`]s for the driver and the driver's [`Command`]s
 //! into swarm calls, and keeps the bookkeeping that needs the swarm (request ids, response
-//! channels, how each peer is connected), and drives [`Relays`] (reservations, rendezvous,
-//! redials). It publishes connection [`SyncEvent`]s (never waiting on a subscriber). It
+//! channels); it drives [`Relays`] (reservations, rendezvous, redials) and [`Links`] (how
+//! each peer is connected, and new circuits for another hole punch while a peer is only
+//! relayed). It publishes connection [`SyncEvent`]s (never waiting on a subscriber). It
 //! makes no sync decision and never touches the database. While the driver is behind,
 //! sending it an event waits, so the swarm is not polled and peers are slowed down by the
 //! transport instead of us dropping their messages.
@@ -17,15 +18,14 @@
 use super::behaviour::{Behaviour, BehaviourEvent, gossip_topic};
 use super::bootstrap::Bootstrap;
 use super::discovery::Relays;
+use super::links::Links;
 use super::{Command, NetEvent, NetworkConfig, NetworkStatus};
 use crate::error::Error;
 use crate::events::{ConnectionKind, EventBus, Reachability, SyncEvent};
 use futures::StreamExt;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, Swarm, autonat, dcutr, gossipsub, mdns, relay, rendezvous, request_response,
-};
+use libp2p::{PeerId, Swarm, autonat, dcutr, gossipsub, mdns, relay, request_response};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,8 +47,8 @@ pub(crate) struct EventLoop {
     inbound: HashMap<u64, request_response::ResponseChannel<crate::protocol::Response>>,
     next_inbound: u64,
     relays: Relays,
-    /// Every open connection, per peer, and how it travels.
-    connections: HashMap<PeerId, HashMap<ConnectionId, ConnectionKind>>,
+    /// Every open connection, per peer, how it travels, and hole-punch retries.
+    links: Links,
     /// Peers announced as connected members ([`SyncEvent::PeerConnected`]).
     announced: HashSet<PeerId>,
     events_bus: EventBus,
@@ -86,7 +86,7 @@ impl EventLoop {
         for address in &config.listen {
             let id = swarm
                 .listen_on(address.clone())
-                .map_err(|e| listen_error(address, e))?;
+                .map_err(|e| super::failures::listen_error(address, e))?;
             pending.insert(id, address.clone());
         }
         let deadline = tokio::time::sleep(Duration::from_secs(10));
@@ -121,6 +121,7 @@ impl EventLoop {
         };
         let mut relays = Relays::new(config, events_bus.clone(), Instant::now());
         relays.on_tick(&mut swarm, Instant::now());
+        let me = *swarm.local_peer_id();
         let mut event_loop = EventLoop {
             swarm,
             topic,
@@ -132,7 +133,7 @@ impl EventLoop {
             inbound: HashMap::new(),
             next_inbound: 0,
             relays,
-            connections: HashMap::new(),
+            links: Links::new(me),
             announced: HashSet::new(),
             events_bus,
             private: config.secret.is_some(),
@@ -171,6 +172,7 @@ impl EventLoop {
                 _ = relay_tick.tick() => {
                     self.relays.on_tick(&mut self.swarm, Instant::now());
                     self.dial_bootstrap();
+                    self.retry_hole_punches();
                 }
                 event = self.swarm.select_next_some() => {
                     if self.on_swarm_event(event).await.is_err() {
@@ -267,18 +269,13 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                let kind = if endpoint.is_relayed() {
-                    ConnectionKind::Relayed
-                } else {
-                    ConnectionKind::Direct
-                };
-                tracing::debug!(%peer_id, ?kind, "connected");
+                tracing::debug!(%peer_id, relayed = endpoint.is_relayed(), "connected");
                 self.bootstrap
                     .on_established(connection_id, peer_id, Instant::now());
                 if let Some(state) = self.lock_status().peers.get_mut(&peer_id) {
                     state.last_error = None;
                 }
-                self.opened(peer_id, connection_id, kind);
+                self.opened(peer_id, connection_id, &endpoint);
                 self.relays.on_connected(&mut self.swarm, peer_id);
                 (num_established.get() == 1).then_some(NetEvent::Connected(peer_id))
             }
@@ -348,7 +345,7 @@ impl EventLoop {
                 None
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rendezvous(event)) => {
-                self.on_rendezvous(event);
+                self.relays.on_rendezvous(&mut self.swarm, event);
                 None
             }
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
@@ -360,7 +357,7 @@ impl EventLoop {
                         tracing::info!(peer = %remote_peer_id, "hole punched: direct connection")
                     }
                     Err(err) => {
-                        tracing::info!(peer = %remote_peer_id, %err, "hole punching failed; staying relayed");
+                        tracing::info!(peer = %remote_peer_id, %err, "hole punching failed; relayed for now, tried again later");
                         self.events_bus.publish(SyncEvent::UpgradeFailed {
                             peer: remote_peer_id,
                         });
@@ -497,18 +494,6 @@ impl EventLoop {
 
     // ---- connections, relays ----
 
-    /// How `peer` travels now: direct as soon as one direct connection is open.
-    fn kind_of(&self, peer: &PeerId) -> Option<ConnectionKind> {
-        let connections = self.connections.get(peer)?;
-        if connections.values().any(|k| *k == ConnectionKind::Direct) {
-            Some(ConnectionKind::Direct)
-        } else if connections.is_empty() {
-            None
-        } else {
-            Some(ConnectionKind::Relayed)
-        }
-    }
-
     fn set_link(&self, peer: PeerId, kind: Option<ConnectionKind>) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         match kind {
@@ -517,13 +502,15 @@ impl EventLoop {
         };
     }
 
-    fn opened(&mut self, peer: PeerId, connection: ConnectionId, kind: ConnectionKind) {
-        let before = self.kind_of(&peer);
-        self.connections
-            .entry(peer)
-            .or_default()
-            .insert(connection, kind);
-        let after = self.kind_of(&peer);
+    fn opened(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        endpoint: &libp2p::core::ConnectedPoint,
+    ) {
+        let (before, after) = self
+            .links
+            .opened(peer, connection, endpoint, Instant::now());
         self.set_link(peer, after);
         if before == Some(ConnectionKind::Relayed)
             && after == Some(ConnectionKind::Direct)
@@ -535,13 +522,7 @@ impl EventLoop {
     }
 
     fn closed(&mut self, peer: PeerId, connection: ConnectionId) {
-        if let Some(connections) = self.connections.get_mut(&peer) {
-            connections.remove(&connection);
-            if connections.is_empty() {
-                self.connections.remove(&peer);
-            }
-        }
-        let kind = self.kind_of(&peer);
+        let kind = self.links.closed(peer, connection, Instant::now());
         self.set_link(peer, kind);
         if kind.is_none() && self.announced.remove(&peer) {
             // The status says so before subscribers hear it (they read it next).
@@ -553,7 +534,7 @@ impl EventLoop {
 
     /// `peer` has shown it speaks our group's protocol: announce it once per connection.
     fn proven(&mut self, peer: PeerId, event: NetEvent) -> NetEvent {
-        if let Some(connection) = self.kind_of(&peer)
+        if let Some(connection) = self.links.kind_of(&peer)
             && self.announced.insert(peer)
         {
             // The status says so before subscribers hear it (they read it next); the
@@ -563,6 +544,21 @@ impl EventLoop {
                 .publish(SyncEvent::PeerConnected { peer, connection });
         }
         event
+    }
+
+    /// Dials the relayed-only peers whose hole-punch retry is due, through their relay:
+    /// the new circuit starts a new DCUtR round.
+    fn retry_hole_punches(&mut self) {
+        for (peer, through) in self.links.due_retries(Instant::now()) {
+            tracing::debug!(%peer, %through, "still relayed: a new circuit for another hole punch");
+            let opts = DialOpts::peer_id(peer)
+                .addresses(vec![through])
+                .condition(PeerCondition::Always)
+                .build();
+            if let Err(err) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, %err, "cannot dial a relayed peer again");
+            }
+        }
     }
 
     fn on_relay_client(&mut self, event: relay::client::Event) {
@@ -577,60 +573,5 @@ impl EventLoop {
                 tracing::debug!(peer = %src_peer_id, "a peer opened a circuit to us");
             }
         }
-    }
-
-    fn on_rendezvous(&mut self, event: rendezvous::client::Event) {
-        use rendezvous::client::Event;
-        match event {
-            Event::Registered {
-                rendezvous_node,
-                ttl,
-                ..
-            } => {
-                tracing::info!(relay = %rendezvous_node, "registered the group on the relay");
-                self.relays.on_registered(rendezvous_node, ttl);
-            }
-            Event::RegisterFailed {
-                rendezvous_node,
-                error,
-                ..
-            } => {
-                tracing::warn!(relay = %rendezvous_node, ?error, "the relay refused our registration");
-            }
-            Event::Discovered {
-                rendezvous_node,
-                registrations,
-                cookie,
-            } => {
-                self.relays
-                    .on_discovered(&mut self.swarm, rendezvous_node, registrations, cookie);
-            }
-            Event::DiscoverFailed {
-                rendezvous_node,
-                error,
-                ..
-            } => {
-                tracing::debug!(relay = %rendezvous_node, ?error, "lookup on the relay failed");
-                self.relays.on_discover_failed(rendezvous_node);
-            }
-            Event::Expired { .. } => {}
-        }
-    }
-}
-
-/// A failed `listen_on` as the app's error, with the cause libp2p keeps out of its own
-/// message (`TransportError::Other` displays as nothing).
-fn listen_error(address: &Multiaddr, error: libp2p::TransportError<std::io::Error>) -> Error {
-    let source = match error {
-        libp2p::TransportError::MultiaddrNotSupported(_) => std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "no transport of this build takes this kind of address (TCP over IPv4, IPv6 or DNS; \
-             QUIC with the `quic` feature)",
-        ),
-        libp2p::TransportError::Other(source) => source,
-    };
-    Error::Listen {
-        address: address.clone(),
-        source,
     }
 }

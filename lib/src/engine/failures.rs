@@ -167,6 +167,26 @@ pub(crate) fn remember(recent: &mut VecDeque<ConnectionFailure>, failure: Connec
     recent.push_back(failure);
 }
 
+/// A failed `listen_on` as the app's error, with the cause libp2p keeps out of its own
+/// message (`TransportError::Other` displays as nothing).
+pub(super) fn listen_error(
+    address: &Multiaddr,
+    error: libp2p::TransportError<std::io::Error>,
+) -> crate::error::Error {
+    let source = match error {
+        libp2p::TransportError::MultiaddrNotSupported(_) => std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "no transport of this build takes this kind of address (TCP over IPv4, IPv6 or DNS; \
+             QUIC with the `quic` feature)",
+        ),
+        libp2p::TransportError::Other(source) => source,
+    };
+    crate::error::Error::Listen {
+        address: address.clone(),
+        source,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ mod discovery;
 mod driver;
 mod event_loop;
 mod failures;
+mod links;
 mod pull;
 mod telemetry;
 pub(crate) mod transport;

@@ -12,10 +12,11 @@ use crate::capture::rows::{
     Cells, locate_cells, operations_from_rows, read_back_positions, visible_rows,
 };
 use crate::clock::Hlc;
+use crate::commit::after_commit;
 use crate::log;
 use crate::protocol::SyncOperation;
 use crate::replica::Shared;
-use crate::transaction::{WaveSyncTransaction, after_commit};
+use crate::transaction::WaveSyncTransaction;
 use sea_orm::sea_query::Values;
 use sea_orm::{DbErr, ExecResult, QueryResult, RuntimeErr};
 use sea_query_sqlx::SqlxValues;

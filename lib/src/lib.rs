@@ -16,6 +16,7 @@ mod value;
 mod apply;
 mod autocommit;
 mod builder;
+mod commit;
 mod confirm;
 mod connection;
 mod effects;

@@ -291,13 +291,8 @@ impl<'a> SchemaBuilder<'a> {
             registry.set_triggers(triggers);
         }
         // Rows that existed before their table synced commit as one local transaction.
-        crate::transaction::commit_outermost(
-            txn,
-            shared,
-            backfilled,
-            crate::transaction::Notes::None,
-        )
-        .await?;
+        crate::commit::commit_outermost(txn, shared, backfilled, crate::commit::Notes::None)
+            .await?;
         Ok(())
     }
 }

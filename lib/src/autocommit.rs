@@ -208,9 +208,8 @@ pub(crate) async fn autocommit_write(
     conn.in_transaction = false;
     // Back to the pool before the hand-off: nothing after the commit holds a connection.
     drop(conn);
-    let seq = seq.ok_or_else(|| {
-        DbErr::Custom("WaveSyncDB bookkeeping returned no sequence number".into())
-    })??;
+    let seq =
+        seq.ok_or_else(|| crate::log::corrupt("no sequence number for a local transaction"))??;
     after_commit(shared, clock_bound, seq, operations).await;
     Ok(AutocommitWrite {
         rows: visible_rows(capture, rows),

@@ -16,6 +16,58 @@ pub enum Error {
     #[error(transparent)]
     Db(#[from] DbErr),
 
+    /// WaveSyncDB's own tables (`_wavesync_*`) hold something this version cannot read,
+    /// or answered a bookkeeping statement with nothing: they were changed by hand, or by
+    /// a newer version.
+    #[error(
+        "WaveSyncDB bookkeeping is corrupt: {what}; the `_wavesync_*` tables were changed by          hand or by a newer version of WaveSyncDB. Restore the database from a backup, or          delete it and let the peer catch up from its group"
+    )]
+    Bookkeeping {
+        /// What was wrong.
+        what: String,
+    },
+
+    /// A write to a synced table executed but what it wrote could not be read back for
+    /// syncing; the transaction it ran in cannot commit.
+    #[error(
+        "a write to a synced table ran but cannot be synced ({reason}); its transaction          cannot commit: roll it back"
+    )]
+    NotCaptured {
+        /// Why the written rows could not be read.
+        reason: String,
+    },
+
+    /// A savepoint (a nested transaction) holds a write that cannot be synced: it cannot
+    /// commit into its enclosing transaction.
+    #[error(
+        "a write of this savepoint cannot be synced; roll the savepoint back (the enclosing          transaction cannot commit with it)"
+    )]
+    SavepointNotSyncable,
+
+    /// A peer asked for rows of a table whose key columns this node has not recorded yet
+    /// (a database logged by an older version, before its first `sync()`).
+    #[error(
+        "cannot serve rows of `{table}` yet: its key columns are recorded when it is          registered (`sync()`)"
+    )]
+    KeysNotRecorded {
+        /// The table.
+        table: String,
+    },
+
+    /// A batch of remote rows collides with local rows on a unique column even when
+    /// applied row by row (the collision rule could not settle it).
+    #[error(
+        "a remote row collides with a local one on a unique column and could not be settled;          the batch is asked for again later"
+    )]
+    UniqueCollision,
+
+    /// The node's identity (its libp2p keypair) could not be encoded for storing.
+    #[error("the node's keypair cannot be stored: {reason}")]
+    Identity {
+        /// What libp2p reported.
+        reason: String,
+    },
+
     /// A group secret could not be made (too short a passphrase, bad hex).
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
@@ -57,6 +109,10 @@ pub enum Error {
         /// The URL's scheme.
         scheme: String,
     },
+
+    /// A connection handed to WaveSyncDB is not SQLite (a row of another backend).
+    #[error("WaveSyncDB supports SQLite only: this connection is not SQLite")]
+    NotSqlite,
 
     /// A synced table has no primary key, so its rows cannot be addressed on other peers.
     #[error(

@@ -97,9 +97,7 @@ async fn apply_batch(shared: &Shared, change_sets: Vec<ChangeSet>) -> Result<usi
         match apply_once(shared, &change_sets, careful).await {
             Err(Attempt::UniqueCollision) if !careful => careful = true,
             Err(Attempt::UniqueCollision) => {
-                return Err(Error::Db(DbErr::Custom(
-                    "a remote row collides with a local one on a unique column".into(),
-                )));
+                return Err(Error::UniqueCollision);
             }
             Err(Attempt::Failed(err)) => return Err(err),
             Ok(done) => break done,

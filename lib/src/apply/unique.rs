@@ -258,9 +258,7 @@ pub(super) async fn commit_deletes(
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| {
-            DbErr::Custom("WaveSyncDB bookkeeping returned no sequence number".into())
-        })?;
+        .ok_or_else(|| crate::log::corrupt("no sequence number for a local transaction"))?;
     let seq = log::local_seq(&row)?;
     Ok(ChangeSet {
         origin,

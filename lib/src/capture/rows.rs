@@ -38,13 +38,16 @@ pub(crate) fn locate_cells(capture: &Capture, rows: &[QueryResult]) -> Result<Ce
     let items = match &capture.returning {
         Returning::Appended => {
             let start = names.len().checked_sub(wanted.len()).ok_or_else(|| {
-                DbErr::Custom("RETURNING produced fewer columns than requested".into())
+                DbErr::from(crate::Error::NotCaptured {
+                    reason: "RETURNING produced fewer columns than requested".into(),
+                })
             })?;
             return Ok(Cells::InRows((start..names.len()).collect()));
         }
         Returning::Own(items) => items,
     };
-    let located = locate(items, &names, wanted).map_err(DbErr::Custom)?;
+    let located = locate(items, &names, wanted)
+        .map_err(|reason| DbErr::from(crate::Error::NotCaptured { reason }))?;
     if let Some(positions) = located.iter().copied().collect::<Option<Vec<usize>>>() {
         return Ok(Cells::InRows(positions));
     }
@@ -53,7 +56,11 @@ pub(crate) fn locate_cells(capture: &Capture, rows: &[QueryResult]) -> Result<Ce
         .iter()
         .copied()
         .collect::<Option<Vec<usize>>>()
-        .ok_or_else(|| DbErr::Custom("RETURNING did not return the primary key".into()))?;
+        .ok_or_else(|| {
+            DbErr::from(crate::Error::NotCaptured {
+                reason: "RETURNING did not return the primary key".into(),
+            })
+        })?;
     let mut queries = Vec::new();
     for chunk in rows.chunks(READ_BACK_KEYS) {
         let mut values = Vec::with_capacity(chunk.len() * key_positions.len());

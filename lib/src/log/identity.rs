@@ -61,9 +61,11 @@ fn fingerprint_of(_path: &std::path::Path) -> Option<Vec<u8>> {
 
 fn new_keypair() -> Result<(Keypair, Vec<u8>), DbErr> {
     let keypair = Keypair::generate_ed25519();
-    let bytes = keypair
-        .to_protobuf_encoding()
-        .map_err(|e| DbErr::Custom(format!("encoding the node keypair: {e}")))?;
+    let bytes = keypair.to_protobuf_encoding().map_err(|e| {
+        DbErr::from(crate::Error::Identity {
+            reason: e.to_string(),
+        })
+    })?;
     Ok((keypair, bytes))
 }
 

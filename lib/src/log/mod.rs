@@ -67,20 +67,21 @@ fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
-fn corrupt(what: &str) -> DbErr {
-    DbErr::Custom(format!(
-        "WaveSyncDB bookkeeping is corrupt: {what}; the `_wavesync_*` tables were changed by hand"
-    ))
+pub(crate) fn corrupt(what: &str) -> DbErr {
+    crate::Error::Bookkeeping {
+        what: what.to_owned(),
+    }
+    .into()
 }
 
 pub(crate) fn sqlite_row(row: &QueryResult) -> Result<&sqlx::sqlite::SqliteRow, DbErr> {
     row.try_as_sqlite_row()
-        .ok_or_else(|| DbErr::Custom("WaveSyncDB supports SQLite only".into()))
+        .ok_or_else(|| DbErr::from(crate::Error::NotSqlite))
 }
 
 pub(crate) fn read_cell(row: &QueryResult, index: usize) -> Result<CellValue, DbErr> {
     CellValue::read(sqlite_row(row)?, index)
-        .map_err(|e| DbErr::Custom(format!("reading column {index}: {e}")))
+        .map_err(|e| DbErr::Type(format!("reading column {index}: {e}")))
 }
 
 fn read_bytes(row: &QueryResult, index: usize, what: &str) -> Result<Vec<u8>, DbErr> {

@@ -119,10 +119,10 @@ pub(crate) async fn page(
             // elsewhere). Key names are unknown only in a database logged by an older
             // version before its first `sync()`.
             let Some(names) = keys.get(&table) else {
-                return Err(DbErr::Custom(format!(
-                    "cannot serve rows of `{table}` yet: its key columns are recorded at its \
-                     registration"
-                )));
+                return Err(crate::Error::KeysNotRecorded {
+                    table: table.clone(),
+                }
+                .into());
             };
             let Some(key_values) = crate::value::decode_key(&key) else {
                 return Err(corrupt("primary key encoding"));

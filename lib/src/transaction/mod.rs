@@ -148,9 +148,7 @@ impl WaveSyncTransaction {
                     .unwrap_or_else(PoisonError::into_inner)
                     .refused
                     .get_or_insert(err);
-                return Err(DbErr::Custom(
-                    "a write of this savepoint cannot be synced; roll it back".into(),
-                ));
+                return Err(crate::Error::SavepointNotSyncable.into());
             }
             self.txn.rollback().await?;
             return Err(err.into());

@@ -150,9 +150,9 @@ impl WaveSyncTransaction {
             Err(err) => {
                 // The write is in this transaction but not in its buffer: it must not
                 // commit.
-                buffer
-                    .refused
-                    .get_or_insert(crate::Error::Db(DbErr::Custom(err.to_string())));
+                buffer.refused.get_or_insert(crate::Error::NotCaptured {
+                    reason: err.to_string(),
+                });
                 return Err(err);
             }
         }

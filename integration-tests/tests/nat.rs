@@ -457,7 +457,7 @@ fn peers_behind_two_home_nats_punch_a_hole_and_sync_directly() {
     b.wait_rows(1, WAIT).expect("b gets a's row");
     b.send("add b1 from b");
     a.wait_rows(2, WAIT).expect("a gets b's row");
-    // A round lost on a busy machine is tried again (10 s, then 20 s later, ...).
+    // A round lost on a busy machine is tried again (30 s, then 60 s later, ...).
     a.wait_for(Some("peers"), Duration::from_secs(90), |l| {
         l.starts_with("peers ") && l.contains(&format!("{b_id}=direct"))
     })

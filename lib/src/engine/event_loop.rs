@@ -357,7 +357,7 @@ impl EventLoop {
                         tracing::info!(peer = %remote_peer_id, "hole punched: direct connection")
                     }
                     Err(err) => {
-                        tracing::info!(peer = %remote_peer_id, %err, "hole punching failed; relayed for now, tried again later");
+                        tracing::info!(peer = %remote_peer_id, %err, "hole punching failed; relayed for now (the smaller peer id retries)");
                         self.events_bus.publish(SyncEvent::UpgradeFailed {
                             peer: remote_peer_id,
                         });
@@ -549,14 +549,20 @@ impl EventLoop {
     /// Dials the relayed-only peers whose hole-punch retry is due, through their relay:
     /// the new circuit starts a new DCUtR round.
     fn retry_hole_punches(&mut self) {
-        for (peer, through) in self.links.due_retries(Instant::now()) {
-            tracing::debug!(%peer, %through, "still relayed: a new circuit for another hole punch");
+        for due in self.links.due_retries(Instant::now()) {
+            let peer = due.peer;
+            tracing::debug!(%peer, through = %due.through, "still relayed: a new circuit for another hole punch");
+            if let Some(circuit) = due.close {
+                self.swarm.close_connection(circuit);
+            }
             let opts = DialOpts::peer_id(peer)
-                .addresses(vec![through])
+                .addresses(vec![due.through])
                 .condition(PeerCondition::Always)
                 .build();
-            if let Err(err) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, %err, "cannot dial a relayed peer again");
+            let circuit = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => self.links.dialled(peer, circuit),
+                Err(err) => tracing::debug!(%peer, %err, "cannot dial a relayed peer again"),
             }
         }
     }

@@ -8,15 +8,18 @@
 //! that fails (a SYN lost on a busy machine, a NAT mapping not there yet, a relay that
 //! was slow to report our address) would leave two peers relayed for as long as they stay
 //! connected. So a peer still relayed-only [`FIRST_RETRY`] after its first circuit opened
-//! is dialled again through the relay that carries it: the new circuit starts a new round.
-//! The waits double up to [`MAX_RETRY`], and start over only when the peer reconnects.
-//! Two rounds at once would race for the same ports, so the peer with the smaller id
-//! dials first and the other waits half as long again: it dials only when the first one
-//! did not (an older version, a lost circuit), and every circuit that opens in between
-//! pushes both schedules back.
+//! (time for DCUtR's own round of three dials) is dialled again through a relay that
+//! carries it: the new circuit starts a new round on the other side. The waits double up
+//! to [`MAX_RETRY`], at most [`MAX_RETRIES`] times while the peer stays connected (a
+//! direct connection that drops resumes the count, it does not restart it).
 //!
-//! It never closes a connection and never dials anything but a circuit through a relay
-//! server the peer is already reached through; the event loop does the dialling.
+//! Only the peer with the smaller id retries: two rounds at once would race for the same
+//! ports, and each retry costs a circuit on the relay server (which limits them per
+//! peer). For the same reason the circuit of the previous retry is closed when the next
+//! one is dialled (its round is long over, and the first circuit still carries the peer).
+//!
+//! It closes no connection of its own accord and never dials anything but a circuit
+//! through a relay server the peer is reached through; the event loop does both.
 
 use crate::status::ConnectionKind;
 use libp2p::core::ConnectedPoint;
@@ -27,33 +30,32 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How long a relayed-only peer waits for DCUtR's own round before the first retry.
-pub(super) const FIRST_RETRY: Duration = Duration::from_secs(10);
+pub(super) const FIRST_RETRY: Duration = Duration::from_secs(30);
 /// The longest wait between two retries.
 pub(super) const MAX_RETRY: Duration = Duration::from_secs(300);
-/// Retries per connected peer: after these (some 25 minutes) its NATs are taken to be
+/// Retries per connected peer: after these (some half an hour) its NATs are taken to be
 /// ones no hole goes through (symmetric), and it stays relayed until it reconnects. Every
 /// retry leaves one more circuit open on the relay, which is why there is an end.
 pub(super) const MAX_RETRIES: u32 = 8;
 
 /// When to try a hole punch with a relayed-only peer again.
 struct Retry {
-    /// The circuit to dial the peer through (`<relay>/p2p-circuit`).
-    through: Multiaddr,
     wait: Duration,
-    /// `None` once [`MAX_RETRIES`] are spent.
+    /// `None` while the peer is direct, or once [`MAX_RETRIES`] are spent.
     next: Option<Instant>,
     done: u32,
+    /// The circuit our last retry opened (or is opening).
+    circuit: Option<ConnectionId>,
 }
 
-impl Retry {
-    fn new(through: Multiaddr, now: Instant, factor: f32) -> Retry {
-        Retry {
-            through,
-            wait: FIRST_RETRY,
-            next: Some(now + FIRST_RETRY.mul_f32(factor)),
-            done: 0,
-        }
-    }
+/// A hole-punch retry that is due.
+pub(super) struct DueRetry {
+    /// The relayed-only peer.
+    pub peer: PeerId,
+    /// The circuit to dial it through (`<relay>/p2p-circuit`).
+    pub through: Multiaddr,
+    /// The previous retry's circuit, to close if it is still open.
+    pub close: Option<ConnectionId>,
 }
 
 /// One open connection.
@@ -67,11 +69,12 @@ struct Link {
 pub(super) struct Links {
     me: PeerId,
     connections: HashMap<PeerId, HashMap<ConnectionId, Link>>,
+    /// Per connected peer with a larger id than ours that was ever relayed-only.
     retries: HashMap<PeerId, Retry>,
 }
 
 impl Links {
-    /// No connection yet; `me` is this node (it decides who dials first).
+    /// No connection yet; `me` is this node (it decides who retries).
     pub(super) fn new(me: PeerId) -> Links {
         Links {
             me,
@@ -110,36 +113,16 @@ impl Links {
             ConnectionKind::Direct
         };
         let through = circuit_of(endpoint);
-        self.connections.entry(peer).or_default().insert(
-            connection,
-            Link {
-                kind,
-                through: through.clone(),
-            },
-        );
+        self.connections
+            .entry(peer)
+            .or_default()
+            .insert(connection, Link { kind, through });
         let after = self.kind_of(&peer);
-        if after == Some(ConnectionKind::Direct) {
-            self.retries.remove(&peer);
-        } else if let Some(through) = through {
-            let factor = factor(&self.me, &peer);
-            match self.retries.get_mut(&peer) {
-                // A new circuit is a new round (ours or the peer's): give it time.
-                Some(retry) => {
-                    retry.through = through;
-                    if let Some(next) = &mut retry.next {
-                        *next = (*next).max(now + retry.wait.mul_f32(factor));
-                    }
-                }
-                None => {
-                    self.retries.insert(peer, Retry::new(through, now, factor));
-                }
-            }
-        }
+        self.reschedule(peer, after, now);
         (before, after)
     }
 
-    /// A connection closed; returns how `peer` travels now. A peer left with relayed
-    /// connections only (its direct one dropped) is scheduled for a hole punch again.
+    /// A connection closed; returns how `peer` travels now.
     pub(super) fn closed(
         &mut self,
         peer: PeerId,
@@ -153,40 +136,82 @@ impl Links {
             }
         }
         let kind = self.kind_of(&peer);
-        if kind != Some(ConnectionKind::Relayed) {
-            self.retries.remove(&peer);
-        } else if !self.retries.contains_key(&peer) {
-            let through = self.connections[&peer]
-                .values()
-                .find_map(|link| link.through.clone());
-            if let Some(through) = through {
-                let factor = factor(&self.me, &peer);
-                self.retries.insert(peer, Retry::new(through, now, factor));
-            }
+        if let Some(retry) = self.retries.get_mut(&peer)
+            && retry.circuit == Some(connection)
+        {
+            retry.circuit = None;
         }
+        self.reschedule(peer, kind, now);
         kind
     }
 
-    /// The relayed-only peers to dial again now, each with the circuit to dial it
+    /// Keeps `peer`'s retry in step with how it travels now.
+    fn reschedule(&mut self, peer: PeerId, kind: Option<ConnectionKind>, now: Instant) {
+        if peer < self.me {
+            return;
+        }
+        match kind {
+            None => {
+                self.retries.remove(&peer);
+            }
+            Some(ConnectionKind::Direct) => {
+                if let Some(retry) = self.retries.get_mut(&peer) {
+                    retry.next = None;
+                }
+            }
+            Some(ConnectionKind::Relayed) => {
+                let retry = self.retries.entry(peer).or_insert(Retry {
+                    wait: FIRST_RETRY,
+                    next: None,
+                    done: 0,
+                    circuit: None,
+                });
+                if retry.next.is_none() && retry.done < MAX_RETRIES {
+                    retry.next = Some(now + retry.wait);
+                }
+            }
+        }
+    }
+
+    /// Records the connection a retry dial of `peer` will open.
+    pub(super) fn dialled(&mut self, peer: PeerId, circuit: ConnectionId) {
+        if let Some(retry) = self.retries.get_mut(&peer) {
+            retry.circuit = Some(circuit);
+        }
+    }
+
+    /// The relayed-only peers to dial again now, each with a circuit it is reached
     /// through; their next retry waits twice as long (none after [`MAX_RETRIES`]).
-    pub(super) fn due_retries(&mut self, now: Instant) -> Vec<(PeerId, Multiaddr)> {
+    pub(super) fn due_retries(&mut self, now: Instant) -> Vec<DueRetry> {
         let mut due = Vec::new();
         for (peer, retry) in &mut self.retries {
-            if retry.next.is_some_and(|next| next <= now) {
-                retry.done += 1;
-                retry.wait = (retry.wait * 2).min(MAX_RETRY);
-                retry.next = (retry.done < MAX_RETRIES)
-                    .then(|| now + retry.wait.mul_f32(factor(&self.me, peer)));
-                due.push((*peer, retry.through.clone()));
+            if retry.next.is_none_or(|next| next > now) {
+                continue;
             }
+            retry.done += 1;
+            retry.wait = (retry.wait * 2).min(MAX_RETRY);
+            retry.next = (retry.done < MAX_RETRIES).then(|| now + retry.wait);
+            let links = self.connections.get(peer);
+            // Through a circuit that is open now (not the last retry's, which closes).
+            let through = links.and_then(|links| {
+                links
+                    .iter()
+                    .filter(|(id, _)| Some(**id) != retry.circuit)
+                    .find_map(|(_, link)| link.through.clone())
+            });
+            let Some(through) = through else { continue };
+            let close = retry
+                .circuit
+                .take()
+                .filter(|id| links.is_some_and(|links| links.contains_key(id)));
+            due.push(DueRetry {
+                peer: *peer,
+                through,
+                close,
+            });
         }
         due
     }
-}
-
-/// The smaller id dials first: its waits are 1x, the other's 1.5x.
-fn factor(me: &PeerId, peer: &PeerId) -> f32 {
-    if peer > me { 1.0 } else { 1.5 }
 }
 
 /// `<relay address>/p2p-circuit` of a relayed connection: for one we dialled, the
@@ -261,13 +286,19 @@ mod tests {
         assert_eq!(circuit_of(&unnamed), None);
     }
 
+    fn larger_than(me: PeerId) -> PeerId {
+        loop {
+            let them = peer();
+            if them > me {
+                return them;
+            }
+        }
+    }
+
     #[test]
     fn a_relayed_only_peer_is_dialled_again_later_and_later_until_direct() {
         let (me, relay) = (peer(), peer());
-        let mut them = peer();
-        while them < me {
-            them = peer();
-        }
+        let them = larger_than(me);
         let mut links = Links::new(me);
         let start = Instant::now();
         let relayed = ConnectionId::new_unchecked(1);
@@ -276,19 +307,22 @@ mod tests {
         assert!(links.due_retries(start + FIRST_RETRY / 2).is_empty());
         let mut at = start;
         let mut waits = Vec::new();
+        let mut previous = None;
         while let Some(next) = links.retries[&them].next {
             waits.push(next - at);
             at = next;
             let due = links.due_retries(at);
             assert_eq!(due.len(), 1);
-            assert!(due[0].1.to_string().ends_with("/p2p-circuit"));
-            // Our own retry's circuit opens: no fresh schedule, no extra retry.
-            links.opened(
-                them,
-                ConnectionId::new_unchecked(100 + waits.len()),
-                &relayed_dial(relay, them),
-                at,
-            );
+            assert!(due[0].through.to_string().ends_with("/p2p-circuit"));
+            // The previous retry's circuit is closed when the next one is dialled.
+            assert_eq!(due[0].close, previous);
+            let circuit = ConnectionId::new_unchecked(100 + waits.len());
+            links.dialled(them, circuit);
+            links.opened(them, circuit, &relayed_dial(relay, them), at);
+            if let Some(old) = previous {
+                links.closed(them, old, at);
+            }
+            previous = Some(circuit);
         }
         assert_eq!(waits.len(), MAX_RETRIES as usize);
         assert_eq!(waits[0], FIRST_RETRY);
@@ -298,52 +332,47 @@ mod tests {
         let (before, after) = links.opened(them, ConnectionId::new_unchecked(2), &direct(), at);
         assert_eq!(before, Some(ConnectionKind::Relayed));
         assert_eq!(after, Some(ConnectionKind::Direct));
-        assert!(links.due_retries(at + MAX_RETRY * 2).is_empty());
-        // Direct gone, relayed left: the schedule starts over.
+        // Direct gone, relayed left: the spent count stays spent.
         assert_eq!(
             links.closed(them, ConnectionId::new_unchecked(2), at),
             Some(ConnectionKind::Relayed)
         );
-        assert!(links.due_retries(at + FIRST_RETRY / 2).is_empty());
-        assert_eq!(links.due_retries(at + FIRST_RETRY).len(), 1);
-        for extra in 1..=MAX_RETRIES as usize {
-            links.closed(them, ConnectionId::new_unchecked(100 + extra), at);
-        }
+        assert!(links.due_retries(at + MAX_RETRY * 4).is_empty());
+        links.closed(them, previous.unwrap(), at);
         assert_eq!(links.closed(them, relayed, at), None);
         assert!(links.retries.is_empty());
     }
 
     #[test]
-    fn the_larger_id_waits_longer_and_a_new_circuit_pushes_the_retry_back() {
+    fn only_the_smaller_id_retries_and_a_dropped_direct_link_resumes_the_schedule() {
         let (me, relay) = (peer(), peer());
-        let mut them = peer();
-        while them > me {
-            them = peer();
-        }
-        let mut links = Links::new(me);
+        let them = larger_than(me);
+        // The larger side never retries.
+        let mut theirs = Links::new(them);
         let start = Instant::now();
-        links.opened(
+        theirs.opened(
+            me,
+            ConnectionId::new_unchecked(1),
+            &relayed_dial(relay, me),
+            start,
+        );
+        assert!(theirs.due_retries(start + MAX_RETRY * 100).is_empty());
+        // Ours: one retry, then direct, then the direct link drops.
+        let mut ours = Links::new(me);
+        ours.opened(
             them,
             ConnectionId::new_unchecked(1),
             &relayed_dial(relay, them),
             start,
         );
-        assert_eq!(
-            links.retries[&them].next,
-            Some(start + FIRST_RETRY.mul_f32(1.5))
-        );
-        // The peer (smaller id) retried: its circuit opens here, and ours waits again.
-        let later = start + FIRST_RETRY;
-        links.opened(
-            them,
-            ConnectionId::new_unchecked(2),
-            &relayed_dial(relay, them),
-            later,
-        );
-        assert_eq!(
-            links.retries[&them].next,
-            Some(later + FIRST_RETRY.mul_f32(1.5))
-        );
-        assert!(links.due_retries(later + FIRST_RETRY).is_empty());
+        let at = start + FIRST_RETRY;
+        assert_eq!(ours.due_retries(at).len(), 1);
+        ours.opened(them, ConnectionId::new_unchecked(2), &direct(), at);
+        assert!(ours.due_retries(at + MAX_RETRY * 4).is_empty());
+        let later = at + MAX_RETRY;
+        ours.closed(them, ConnectionId::new_unchecked(2), later);
+        assert!(ours.due_retries(later + FIRST_RETRY).is_empty());
+        assert_eq!(ours.due_retries(later + FIRST_RETRY * 2).len(), 1);
+        assert_eq!(ours.retries[&them].done, 2);
     }
 }

@@ -191,13 +191,6 @@ impl HlcClock {
     }
 }
 
-/// Milliseconds since the Unix epoch by the system clock (0 if it is before 1970).
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

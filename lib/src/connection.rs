@@ -28,7 +28,7 @@ use sea_orm::{
 };
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 /// A SeaORM connection whose writes to synced tables reach every peer of the group.
 ///
@@ -239,14 +239,7 @@ impl WaveSyncDb {
     /// every live row of the log is in its table, and no log entry is numbered past this
     /// node's head. For operators and tests; it reads every synced row.
     pub async fn verify_log(&self) -> Result<crate::LogReport, Error> {
-        let tables: Vec<_> = self
-            .shared
-            .registry
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .synced_tables()
-            .cloned()
-            .collect();
+        let tables: Vec<_> = self.shared.registry().synced_tables().cloned().collect();
         Ok(log::verify(&self.shared.conn, &tables, self.shared.node_id).await?)
     }
 

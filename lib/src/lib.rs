@@ -33,6 +33,7 @@ mod outbox;
 mod registration;
 mod replica;
 mod secret;
+mod sql;
 mod status;
 #[doc(hidden)]
 pub mod testing;

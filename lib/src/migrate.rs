@@ -1,8 +1,8 @@
 //! Additive migration, and the remote values that wait for a column this peer lacks.
 //!
 //! Owns the `CREATE TABLE`/`ALTER TABLE .. ADD COLUMN` statements of
-//! [`crate::SchemaBuilder::sync`], and the `_wavesync_pending_columns` table: which
-//! (table, column) pairs have cell versions in `_wavesync_log` that arrived from peers on a
+//! [`crate::SchemaBuilder::sync`], and what is done with the (table, column) pairs that
+//! `log::pending` records: cell versions in `_wavesync_log` that arrived from peers on a
 //! newer schema before this peer's table had the column. Those versions take part in
 //! last-writer-wins like any cell (`apply` stores them); when `sync` registers the column,
 //! [`apply_waiting_values`] validates them against the column's type and rewrites their
@@ -25,11 +25,11 @@ use crate::clock::Hlc;
 use crate::error::Error;
 use crate::log;
 use crate::protocol::{SyncOperation, WriteKind};
-use crate::schema::quote_ident;
 use crate::schema::{ForeignKey, OnDelete, ROW_EXISTS_COLUMN, TableMeta};
+use crate::sql::stmt;
 use crate::value::{CellValue, encode_key};
 use sea_orm::sea_query::{ColumnDef, Table, TableCreateStatement};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, StreamTrait, Value};
+use sea_orm::{ConnectionTrait, DbErr, StreamTrait};
 use std::sync::Arc;
 
 /// How a registered table takes part in sync.
@@ -57,10 +57,6 @@ pub(crate) struct TablePlan {
     pub create: TableCreateStatement,
     pub columns: Vec<ColumnPlan>,
     pub mode: Mode,
-}
-
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
 
 /// The column names of `table` as the database has them.
@@ -153,19 +149,12 @@ pub(crate) async fn apply_waiting_values<C>(conn: &C, meta: &Arc<TableMeta>) -> 
 where
     C: ConnectionTrait + StreamTrait,
 {
-    let pending = conn
-        .query_all_raw(stmt(
-            "SELECT col FROM _wavesync_pending_columns WHERE tbl = ?",
-            vec![meta.name.as_str().into()],
-        ))
-        .await?;
     let mut waiting = false;
-    for row in pending {
-        let logged_name: String = row.try_get_by_index(0)?;
+    for logged_name in log::pending::waiting_columns(conn, &meta.name).await? {
         if logged_name == ROW_EXISTS_COLUMN {
             // The whole table arrived before this peer registered it.
             waiting = true;
-            forget_pending(conn, meta, &logged_name).await?;
+            log::pending::forget(conn, &meta.name, &logged_name).await?;
             continue;
         }
         let Some(column) = meta.column(&logged_name).filter(|c| !meta.is_key(&c.name)) else {
@@ -176,62 +165,15 @@ where
         if logged_name != column {
             // Logged under another spelling: store it under the registered one, unless a
             // version under that one is already there (which then wins).
-            conn.execute_raw(stmt(
-                "UPDATE _wavesync_log SET col = ? WHERE tbl = ? AND col = ? AND NOT EXISTS \
-                 (SELECT 1 FROM _wavesync_log e WHERE e.tbl = _wavesync_log.tbl \
-                 AND e.pk = _wavesync_log.pk AND e.col = ?)",
-                vec![
-                    column.as_str().into(),
-                    meta.name.as_str().into(),
-                    logged_name.as_str().into(),
-                    column.as_str().into(),
-                ],
-            ))
-            .await?;
+            log::pending::rename_logged_column(conn, &meta.name, &logged_name, &column).await?;
         }
-        forget_pending(conn, meta, &logged_name).await?;
+        log::pending::forget(conn, &meta.name, &logged_name).await?;
     }
     if !waiting {
         return Ok(0);
     }
     tracing::info!(table = %meta.name, "writing rows and values that waited for this registration");
     rewrite_table(conn, meta).await
-}
-
-async fn forget_pending(
-    conn: &impl ConnectionTrait,
-    meta: &TableMeta,
-    column: &str,
-) -> Result<(), DbErr> {
-    conn.execute_raw(stmt(
-        "DELETE FROM _wavesync_pending_columns WHERE tbl = ? AND col = ?",
-        vec![meta.name.as_str().into(), column.into()],
-    ))
-    .await
-    .map(drop)
-}
-
-/// Whether `meta`'s table holds more rows than the log knows alive: rows inserted
-/// around WaveSyncDB (a migration on a plain connection). Two counts, no row read.
-pub(crate) async fn has_unlogged_rows(
-    conn: &impl ConnectionTrait,
-    meta: &TableMeta,
-) -> Result<bool, DbErr> {
-    let sql = format!(
-        "SELECT (SELECT count(*) FROM {}) > (SELECT count(*) FROM _wavesync_log \
-         WHERE tbl = ? AND col = ? AND value = 1)",
-        quote_ident(&meta.name)
-    );
-    let row = conn
-        .query_one_raw(stmt(
-            &sql,
-            vec![meta.name.as_str().into(), ROW_EXISTS_COLUMN.into()],
-        ))
-        .await?;
-    Ok(row
-        .map(|row| row.try_get_by_index::<bool>(0))
-        .transpose()?
-        .unwrap_or(false))
 }
 
 /// What the log lacks of the rows `meta`'s table holds, as operations to commit as one

@@ -322,7 +322,7 @@ mod tests {
                     ],
                 )
                 .unwrap();
-                db.shared.registry.write().unwrap().insert_synced(meta);
+                db.shared.registry_mut().insert_synced(meta);
                 crate::log::record_table_keys(&db.shared.conn, "t", &["id".to_owned()])
                     .await
                     .unwrap();

@@ -24,9 +24,7 @@ use crate::replica::Shared;
 use crate::schema::TableMeta;
 use sea_orm::{
     ColumnTrait, DbBackend, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn, Schema,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use std::sync::PoisonError;
 
 /// Registers entities with a database: `.register::<E>()` for tables that sync,
 /// `.register_local::<E>()` for tables that stay on this peer, then `.sync().await`.
@@ -213,13 +211,7 @@ impl<'a> SchemaBuilder<'a> {
         // On the engine's connection, which does not enforce foreign keys: rows kept for a
         // later registration are written here in table order, children before parents
         // maybe, and a child may have lost its parent on another peer (see `apply`).
-        let txn = shared
-            .engine_conn
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..Default::default()
-            })
-            .await?;
+        let txn = crate::sql::begin_immediate(&shared.engine_conn).await?;
         let mut existed = Vec::with_capacity(self.tables.len());
         for plan in &self.tables {
             existed.push(migrate::create_or_extend(&txn, plan).await?);
@@ -242,7 +234,8 @@ impl<'a> SchemaBuilder<'a> {
                     shared.metrics.rejected("wrong_type");
                 }
                 if existed
-                    && (!registered_before || migrate::has_unlogged_rows(&txn, &meta).await?)
+                    && (!registered_before
+                        || crate::log::pending::has_unlogged_rows(&txn, &meta.name).await?)
                 {
                     backfilled.extend(migrate::backfill(&txn, &meta, floor, now).await?);
                 }
@@ -250,10 +243,7 @@ impl<'a> SchemaBuilder<'a> {
         }
         // Every table synced once this registration commits, for their foreign keys.
         let synced: Vec<std::sync::Arc<TableMeta>> = {
-            let registry = shared
-                .registry
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let registry = shared.registry();
             let mut synced: Vec<_> = registry
                 .synced_tables()
                 .filter(|t| {
@@ -274,10 +264,7 @@ impl<'a> SchemaBuilder<'a> {
         // The registry changes while this transaction still holds SQLite's write lock, so
         // no remote change set is admitted against the old schema and written after it.
         {
-            let mut registry = shared
-                .registry
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut registry = shared.registry_mut();
             for plan in &self.tables {
                 match &plan.mode {
                     Mode::Synced(meta) => {

@@ -7,7 +7,7 @@
 //! never implements a SeaORM trait, never spawns a task, and imports nothing above it.
 
 use crate::capture::{self, Capture, Step};
-use crate::clock::{Hlc, HlcClock, NodeId, now_ms};
+use crate::clock::{Hlc, HlcClock, NodeId};
 use crate::error::RejectReason;
 use crate::metrics::Metrics;
 use crate::notify::{Bus, ChangeSource, notifications};
@@ -21,6 +21,14 @@ use std::time::Duration;
 /// How far ahead of the clock its persisted bound is set (see
 /// [`Shared::clock_bound_to_persist`]).
 const CLOCK_LEASE: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the Unix epoch by the system clock (0 if it is before 1970): the
+/// `now` this replica hands its pure clock.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// State shared by a `WaveSyncDb`, its clones and its transactions.
 pub(crate) struct Shared {
@@ -128,8 +136,17 @@ impl Shared {
         Ok(())
     }
 
+    /// The registry, to read. A poisoned lock is taken over: a panic elsewhere must not
+    /// stop every later write.
     pub(crate) fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The registry, to change.
+    pub(crate) fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The engine's feed of committed change sets; replaces (closes) any earlier one.

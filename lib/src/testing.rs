@@ -62,11 +62,7 @@ impl ApplyHarness {
                     column("r", ValueKind::Real, false),
                 ],
             )?;
-            db.shared
-                .registry
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert_synced(meta);
+            db.shared.registry_mut().insert_synced(meta);
             Ok(ApplyHarness { db })
         })
     }

@@ -109,11 +109,7 @@ pub(crate) async fn captures_in(
 
 async fn refresh(shared: &Shared) -> Result<(), DbErr> {
     let triggers = prepare(shared, &[]).await?;
-    shared
-        .registry
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .set_triggers(triggers);
+    shared.registry_mut().set_triggers(triggers);
     Ok(())
 }
 

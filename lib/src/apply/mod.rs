@@ -50,11 +50,9 @@ use crate::schema::TableMeta;
 use crate::value::{CellValue, encode_key};
 use admit::Admitted;
 use rows::{RowWrites, Writes};
-use sea_orm::{
-    DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{DatabaseTransaction, DbErr};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 pub(crate) async fn apply_remote(shared: &Shared, change_set: ChangeSet) -> Result<usize, Error> {
     apply_remote_batch(shared, vec![change_set]).await
@@ -163,23 +161,10 @@ async fn apply_once(
     change_sets: &[ChangeSet],
     careful: bool,
 ) -> Result<Applied, Attempt> {
-    let txn = shared
-        .engine_conn
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await?;
+    let txn = crate::sql::begin_immediate(&shared.engine_conn).await?;
     let mut sets = Vec::with_capacity(change_sets.len());
     for change_set in change_sets {
-        let admitted = {
-            let registry = shared
-                .registry
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            admit::admit_all(&registry, change_set)
-        }
-        .and_then(|admitted| {
+        let admitted = { admit::admit_all(&shared.registry(), change_set) }.and_then(|admitted| {
             // Every timestamp is checked, whatever table it stamps.
             shared.observe(change_set.operations.iter().map(|op| op.hlc))?;
             Ok(admitted)
@@ -386,10 +371,7 @@ async fn merge_and_write(
     let mut statements = log::store_statements(&entries, None);
     for (table, column) in pending {
         tracing::debug!(%table, %column, "keeping remote values for a column this peer lacks");
-        statements.push((
-            "INSERT OR IGNORE INTO _wavesync_pending_columns (tbl, col) VALUES (?, ?)".to_owned(),
-            vec![table.into(), column.into()],
-        ));
+        statements.push(log::pending::mark_statement(&table, &column));
     }
     for (table, keys) in &unsynced {
         tracing::debug!(%table, "keeping remote rows of a table this peer does not sync (yet)");

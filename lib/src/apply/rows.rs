@@ -223,11 +223,7 @@ where
     let mut statements: Writes = Vec::new();
     {
         let rows = conn
-            .stream_raw(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                "SELECT pk, col, value, hlc FROM _wavesync_log WHERE tbl = ? ORDER BY pk",
-                [meta.name.as_str().into()],
-            ))
+            .stream_raw(log::pending::cells_of_table(&meta.name))
             .await?;
         futures::pin_mut!(rows);
         while let Some(row) = rows.try_next().await? {
@@ -272,14 +268,7 @@ where
         push_row(&mut writes, meta, &key, &held);
     }
     for (key, column) in &dropped {
-        statements.push((
-            "DELETE FROM _wavesync_log WHERE tbl = ? AND pk = ? AND col = ?".to_owned(),
-            vec![
-                meta.name.as_str().into(),
-                key.clone().into(),
-                column.as_str().into(),
-            ],
-        ));
+        statements.push(log::pending::drop_cell_statement(&meta.name, key, column));
     }
     statements.extend(writes.finish());
     for chunk in statements.chunks(64) {

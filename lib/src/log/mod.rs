@@ -1,7 +1,10 @@
 //! The sync bookkeeping tables: node identity, the clock, per-origin heads, and the log of
 //! cell versions.
 //!
-//! Owns the `_wavesync_*` tables and every statement that reads or writes them. It is glue:
+//! Owns the `_wavesync_*` tables of the database file and every statement that reads or
+//! writes them (`pending` holds those of the values that wait for a column or a table).
+//! The connection-local scratch tables in `temp` are not the log's: `capture::touch` owns
+//! `_wavesync_touched`, `transaction::write` owns `_wavesync_row_counter`. It is glue:
 //! it runs on whatever connection or transaction it is handed and never opens one itself,
 //! so the caller decides what commits together (a user's write and its bookkeeping always
 //! do). It never decides who wins a conflict (`merge` does).
@@ -13,8 +16,9 @@
 
 use crate::clock::{Hlc, NodeId};
 use crate::merge::CellVersion;
+use crate::sql::stmt;
 use crate::value::CellValue;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 use std::collections::HashMap;
 
 /// SQLite allows 32766 parameters per statement; stay well below.
@@ -63,10 +67,6 @@ pub(crate) struct LogEntry {
     pub seq: u64,
 }
 
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
-}
-
 pub(crate) fn corrupt(what: &str) -> DbErr {
     crate::Error::Bookkeeping {
         what: what.to_owned(),
@@ -89,6 +89,12 @@ fn read_bytes(row: &QueryResult, index: usize, what: &str) -> Result<Vec<u8>, Db
         CellValue::Blob(bytes) => Ok(bytes),
         _ => Err(corrupt(what)),
     }
+}
+
+/// The sequence number in column `index` of `row`.
+fn read_seq(row: &QueryResult, index: usize) -> Result<u64, DbErr> {
+    let seq: i64 = row.try_get_by_index(index)?;
+    u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
 }
 
 fn seq_value(seq: u64) -> Value {
@@ -240,13 +246,7 @@ pub(crate) async fn head(conn: &impl ConnectionTrait, origin: NodeId) -> Result<
             vec![origin.0.to_vec().into()],
         ))
         .await?;
-    match row {
-        None => Ok(0),
-        Some(row) => {
-            let seq: i64 = row.try_get_by_index(0)?;
-            u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
-        }
-    }
+    row.map_or(Ok(0), |row| read_seq(&row, 0))
 }
 
 /// Every origin's head.
@@ -261,11 +261,7 @@ pub(crate) async fn heads(conn: &impl ConnectionTrait) -> Result<Vec<(NodeId, u6
     for row in rows {
         let origin =
             NodeId::from_slice(&read_bytes(&row, 0, "origin")?).ok_or_else(|| corrupt("origin"))?;
-        let seq: i64 = row.try_get_by_index(1)?;
-        heads.push((
-            origin,
-            u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))?,
-        ));
+        heads.push((origin, read_seq(&row, 1)?));
     }
     Ok(heads)
 }
@@ -345,8 +341,7 @@ pub(crate) fn local_commit_statements(
 
 /// The sequence number in the row [`local_commit_statements`] returns.
 pub(crate) fn local_seq(row: &QueryResult) -> Result<u64, DbErr> {
-    let seq: i64 = row.try_get_by_index(0)?;
-    u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
+    read_seq(row, 0)
 }
 
 /// The INSERT statements that store `entries` (the latest entry per cell), each within
@@ -487,6 +482,7 @@ pub(crate) async fn versions_of_rows(
 
 mod identity;
 mod page;
+pub(crate) mod pending;
 mod renumber;
 mod tables;
 mod verify;

@@ -6,7 +6,7 @@
 //! that pulls from it loses nothing (a rolling upgrade, a late registration). Key column
 //! names come from `_wavesync_tables`. Read-only.
 
-use super::{corrupt, read_bytes, read_cell, seq_value, stmt, table_keys};
+use super::{corrupt, read_bytes, read_cell, read_seq, seq_value, stmt, table_keys};
 use crate::clock::{Hlc, NodeId};
 use crate::protocol::{Cursor, SyncOperation, WriteKind};
 use crate::schema::ROW_EXISTS_COLUMN;
@@ -89,8 +89,7 @@ pub(crate) async fn page(
     futures::pin_mut!(rows);
     while let Some(row) = rows.try_next().await? {
         read += 1;
-        let seq = u64::try_from(row.try_get_by_index::<i64>(0)?)
-            .map_err(|_| corrupt("negative sequence number"))?;
+        let seq = read_seq(&row, 0)?;
         let table: String = row.try_get_by_index(1)?;
         let key = read_bytes(&row, 2, "pk")?;
         let column: String = row.try_get_by_index(3)?;
@@ -175,9 +174,5 @@ pub(crate) async fn last_seq_with_entries(
             vec![origin.0.to_vec().into(), seq_value(through)],
         ))
         .await?;
-    let seq = row
-        .map(|row| row.try_get_by_index::<i64>(0))
-        .transpose()?
-        .unwrap_or(0);
-    u64::try_from(seq).map_err(|_| corrupt("negative sequence number"))
+    row.map_or(Ok(0), |row| read_seq(&row, 0))
 }

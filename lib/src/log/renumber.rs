@@ -8,10 +8,7 @@
 use super::{MAX_PARAMS, seq_value, stmt};
 use crate::clock::{Hlc, NodeId};
 use crate::protocol::recovery::reissue_plan;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Value};
 
 /// Files every entry of `origin` numbered in `(floor, max(head, top)]` under a new number
 /// above both the origin's head and `top` (see [`reissue_plan`]), in one IMMEDIATE
@@ -22,12 +19,7 @@ pub(crate) async fn reissue(
     floor: u64,
     top: u64,
 ) -> Result<u64, DbErr> {
-    let txn = conn
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await?;
+    let txn = crate::sql::begin_immediate(conn).await?;
     let head = super::head(&txn, origin).await?;
     let (shift, new_head) = reissue_plan(floor, top, head);
     txn.execute_raw(stmt(

@@ -110,11 +110,7 @@ impl WaveSyncTransaction {
     /// Begins the internal transaction of an autocommit write: `IMMEDIATE`, so it takes
     /// the write lock at once instead of failing to upgrade later.
     pub(crate) async fn begin_internal(shared: &Arc<Shared>) -> Result<Self, DbErr> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        };
-        let txn = shared.conn.begin_with_options(options).await?;
+        let txn = crate::sql::begin_immediate(&shared.conn).await?;
         WaveSyncTransaction::outermost(txn, shared).await
     }
 

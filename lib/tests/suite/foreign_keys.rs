@@ -2,9 +2,7 @@
 //! captured and replicated, and a replica applies children before parents without
 //! stalling.
 
-mod common;
-
-use common::url;
+use crate::common::url;
 use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set, TransactionTrait};
 use wavesyncdb::{ChangeSet, WaveSyncDb, WaveSyncDbBuilder};
 

@@ -1,8 +1,6 @@
 //! `apply_remote`: last-writer-wins, idempotence, validation, notifications, and the clock.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, ModelTrait, Set};
 use wavesyncdb::{CellValue, ChangeSet, ChangeSource, Error, Hlc, RejectReason, WriteKind};
 

@@ -1,9 +1,7 @@
 //! Gaps in transparency: DDL on synced tables, tables of other schemas that share a synced
 //! table's name, and the error kinds SeaORM callers match on.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
 
 on_both_executors! {

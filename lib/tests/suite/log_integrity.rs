@@ -1,8 +1,6 @@
 //! `verify_log` notices a table and log that disagree (so the crash test can fail).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, Database};
 
 on_both_executors! {

@@ -1,9 +1,7 @@
 //! Every SeaORM statement form against a WaveSyncDb: the captured changes match the rows
 //! actually in the database (replayed on a fresh replica, they give the same tables).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sea_orm::prelude::Expr;
 use sea_orm::sea_query::ExprTrait;
 use sea_orm::sea_query::OnConflict;

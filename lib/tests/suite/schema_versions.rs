@@ -2,9 +2,7 @@
 //! remote values for a column this peer lacks kept and applied after migration, tables
 //! this peer does not sync skipped and counted.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sea_orm::{ActiveModelTrait, EntityTrait, QueryOrder, Set};
 use wavesyncdb::{CellValue, ChangeSet, Error, WaveSyncDb, WaveSyncDbBuilder};
 

@@ -242,18 +242,23 @@ async fn assert_acknowledged(peer: &TestPeer, name: &str, ledger: &Ledger) {
 }
 
 /// Ends the process if the test is still running after `limit`: a deadlock that blocks
-/// the executor thread itself would stop every timer.
-fn watchdog(limit: Duration) {
+/// the executor thread itself would stop every timer. Dropping the returned guard (the
+/// test ended, passed or failed) calls it off, so the other tests of the suite's process
+/// run on.
+fn watchdog(limit: Duration) -> std::sync::mpsc::Sender<()> {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        eprintln!("churn: still running after {limit:?}; the executor is stuck");
-        std::process::exit(101);
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
+            eprintln!("churn: still running after {limit:?}; the executor is stuck");
+            std::process::exit(101);
+        }
     });
+    done
 }
 
 #[test]
 fn three_peers_under_churn_end_identical_with_every_acknowledged_write() {
-    watchdog(Duration::from_secs(180));
+    let _watchdog = watchdog(Duration::from_secs(180));
     smol::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let a = TestPeer::start(&dir.path().join("a.db"), &[]).await;

@@ -2,9 +2,7 @@
 //! same and different rows and columns, receive each other's change sets in random order
 //! with duplicates (some along the way, all at the end), and end with identical tables.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

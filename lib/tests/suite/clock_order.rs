@@ -2,9 +2,7 @@
 //! lock behind a transaction is stamped after that transaction's writes, so the value this
 //! node keeps is the one every peer keeps.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
 use std::time::Duration;
 

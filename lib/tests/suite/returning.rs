@@ -6,9 +6,7 @@
 //! way that nothing registers; their results must be equal, in autocommit, inside a
 //! transaction and as a stream, and every write must still be captured.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures::TryStreamExt;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, JsonValue,

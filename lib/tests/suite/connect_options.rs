@@ -2,9 +2,7 @@
 //! (pool size, acquire timeout, logging), the library's own hold where it needs them (WAL,
 //! the engine's connection), writes are captured, and a non-SQLite URL is refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sea_orm::{ConnectOptions, ConnectionTrait, DbBackend, DbErr, Statement, TransactionTrait};
 use std::time::Duration;
 use wavesyncdb::{Error, WaveSyncDb, WaveSyncDbBuilder};

@@ -105,8 +105,8 @@ fn seeds() -> Vec<ChangeSet> {
     ]
 }
 
-/// Writes the seed inputs of both corpora: `cargo test -p wavesyncdb --test fuzz_corpus
-/// -- --ignored write_seeds`, then grow them with `cargo fuzz run <target>`.
+/// Writes the seed inputs of both corpora: `cargo test -p wavesyncdb --test suite
+/// fuzz_corpus -- --ignored write_seeds`, then grow them with `cargo fuzz run <target>`.
 #[test]
 #[ignore = "a tool: regenerates the fuzz seed inputs"]
 fn write_seeds() {

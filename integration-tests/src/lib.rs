@@ -80,13 +80,20 @@ impl TestPeer {
         }
     }
 
-    /// The address other peers can bootstrap to.
+    /// The address other peers can bootstrap to, ending in this peer's id: a dial to it
+    /// reaches this peer or fails, never another test's peer that took the port after
+    /// this one stopped (the tests of a suite share one process and one topic).
     pub fn address(&self) -> wavesyncdb::Multiaddr {
-        self.db
+        let address = self
+            .db
             .listening_addresses()
             .into_iter()
             .next()
-            .expect("a listening address")
+            .expect("a listening address");
+        match self.db.peer_id() {
+            Some(id) => address.clone().with_p2p(id).unwrap_or(address),
+            None => address,
+        }
     }
 
     /// Every task, ordered by id.

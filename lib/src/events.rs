@@ -63,7 +63,10 @@ pub enum SyncEvent {
         /// The peer.
         peer: PeerId,
     },
-    /// Hole punching to a relayed peer failed; sync goes on through the relay.
+    /// One round of hole punching to a relayed peer failed; sync goes on through the
+    /// relay. It is not final: the engine tries again later with waits that double (see
+    /// README's "Beyond the LAN"), and each failed round publishes this event again, so a
+    /// [`SyncEvent::ConnectionUpgraded`] for the same peer may still follow.
     UpgradeFailed {
         /// The peer.
         peer: PeerId,
@@ -330,17 +333,11 @@ impl crate::WaveSyncDb {
 mod tests {
     use super::*;
 
-    fn peer() -> PeerId {
-        libp2p::identity::Keypair::generate_ed25519()
-            .public()
-            .to_peer_id()
-    }
-
     #[test]
     fn a_subscriber_sees_what_follows_and_is_told_when_it_lags() {
         let bus = EventBus::new(2);
         let early = bus.subscribe();
-        let p = peer();
+        let p = PeerId::random();
         bus.publish(SyncEvent::PeerDisconnected { peer: p });
         let mut late = bus.subscribe();
         let mut early = early;
@@ -367,7 +364,7 @@ mod tests {
     fn the_stream_ends_after_close_once_drained() {
         let bus = EventBus::new(8);
         let mut events = bus.subscribe();
-        let p = peer();
+        let p = PeerId::random();
         bus.publish(SyncEvent::PeerDisconnected { peer: p });
         bus.close();
         smol::block_on(async {

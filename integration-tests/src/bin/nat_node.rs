@@ -1,4 +1,4 @@
-//! One node of the NAT test (`tests/nat.rs`), run as a real process inside a network
+//! One node of the NAT test (`tests/suite/nat.rs`), run as a real process inside a network
 //! namespace:
 //!
 //! - `nat_node server <wavesync-server arguments>`: the relay server, exactly as the

@@ -258,7 +258,7 @@ fn watchdog(limit: Duration) -> std::sync::mpsc::Sender<()> {
 
 #[test]
 fn three_peers_under_churn_end_identical_with_every_acknowledged_write() {
-    let _watchdog = watchdog(Duration::from_secs(180));
+    let _watchdog = watchdog(Duration::from_secs(300));
     smol::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let a = TestPeer::start(&dir.path().join("a.db"), &[]).await;

@@ -368,9 +368,7 @@ mod tests {
 
     #[test]
     fn a_relay_address_must_name_its_server_and_not_be_a_circuit() {
-        let peer = libp2p::identity::Keypair::generate_ed25519()
-            .public()
-            .to_peer_id();
+        let peer = PeerId::random();
         let good: Multiaddr = format!("/ip4/203.0.113.7/tcp/4001/p2p/{peer}")
             .parse()
             .unwrap();
@@ -386,9 +384,7 @@ mod tests {
 
     #[test]
     fn a_lost_relay_is_dialled_again_later_and_later() {
-        let peer = libp2p::identity::Keypair::generate_ed25519()
-            .public()
-            .to_peer_id();
+        let peer = PeerId::random();
         let mut relay = Relay {
             peer,
             address: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),

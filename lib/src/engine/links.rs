@@ -241,10 +241,14 @@ mod tests {
     use libp2p::core::Endpoint;
     use libp2p::core::transport::PortUse;
 
-    fn peer() -> PeerId {
-        libp2p::identity::Keypair::generate_ed25519()
-            .public()
-            .to_peer_id()
+    /// `links` learns that relayed connection `id` to `them`, through `relay`, opened.
+    fn open_relayed(links: &mut Links, them: PeerId, id: usize, relay: PeerId, at: Instant) {
+        links.opened(
+            them,
+            ConnectionId::new_unchecked(id),
+            &relayed_dial(relay, them),
+            at,
+        );
     }
 
     fn relayed_dial(relay: PeerId, to: PeerId) -> ConnectedPoint {
@@ -267,7 +271,7 @@ mod tests {
 
     #[test]
     fn the_circuit_is_the_address_up_to_p2p_circuit_and_names_the_relay() {
-        let (relay, to) = (peer(), peer());
+        let (relay, to) = (PeerId::random(), PeerId::random());
         let through = circuit_of(&relayed_dial(relay, to)).unwrap();
         assert_eq!(
             through.to_string(),
@@ -288,7 +292,7 @@ mod tests {
 
     fn larger_than(me: PeerId) -> PeerId {
         loop {
-            let them = peer();
+            let them = PeerId::random();
             if them > me {
                 return them;
             }
@@ -297,12 +301,12 @@ mod tests {
 
     #[test]
     fn a_relayed_only_peer_is_dialled_again_later_and_later_until_direct() {
-        let (me, relay) = (peer(), peer());
+        let (me, relay) = (PeerId::random(), PeerId::random());
         let them = larger_than(me);
         let mut links = Links::new(me);
         let start = Instant::now();
         let relayed = ConnectionId::new_unchecked(1);
-        links.opened(them, relayed, &relayed_dial(relay, them), start);
+        open_relayed(&mut links, them, 1, relay, start);
         assert_eq!(links.kind_of(&them), Some(ConnectionKind::Relayed));
         assert!(links.due_retries(start + FIRST_RETRY / 2).is_empty());
         let mut at = start;
@@ -318,7 +322,7 @@ mod tests {
             assert_eq!(due[0].close, previous);
             let circuit = ConnectionId::new_unchecked(100 + waits.len());
             links.dialled(them, circuit);
-            links.opened(them, circuit, &relayed_dial(relay, them), at);
+            open_relayed(&mut links, them, 100 + waits.len(), relay, at);
             if let Some(old) = previous {
                 links.closed(them, old, at);
             }
@@ -345,26 +349,16 @@ mod tests {
 
     #[test]
     fn only_the_smaller_id_retries_and_a_dropped_direct_link_resumes_the_schedule() {
-        let (me, relay) = (peer(), peer());
+        let (me, relay) = (PeerId::random(), PeerId::random());
         let them = larger_than(me);
         // The larger side never retries.
         let mut theirs = Links::new(them);
         let start = Instant::now();
-        theirs.opened(
-            me,
-            ConnectionId::new_unchecked(1),
-            &relayed_dial(relay, me),
-            start,
-        );
+        open_relayed(&mut theirs, me, 1, relay, start);
         assert!(theirs.due_retries(start + MAX_RETRY * 100).is_empty());
         // Ours: one retry, then direct, then the direct link drops.
         let mut ours = Links::new(me);
-        ours.opened(
-            them,
-            ConnectionId::new_unchecked(1),
-            &relayed_dial(relay, them),
-            start,
-        );
+        open_relayed(&mut ours, them, 1, relay, start);
         let at = start + FIRST_RETRY;
         assert_eq!(ours.due_retries(at).len(), 1);
         ours.opened(them, ConnectionId::new_unchecked(2), &direct(), at);

@@ -506,9 +506,7 @@ mod tests {
     fn catch_up_hooks_keep_progress_in_the_status_and_tell_subscribers() {
         let mut status = NetworkStatus::default();
         let mut events = status.events.subscribe();
-        let peer = libp2p::identity::Keypair::generate_ed25519()
-            .public()
-            .to_peer_id();
+        let peer = PeerId::random();
         status.record_heads(
             peer,
             vec![(NodeId::from_peer_id_bytes(&peer.to_bytes()), 7)],

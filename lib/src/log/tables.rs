@@ -68,10 +68,7 @@ pub(crate) fn unknown_table_statement(table: &str, keys: &[String]) -> Vec<(Stri
                 .to_owned(),
             vec![table.into(), encode_names(keys).into()],
         ),
-        (
-            "INSERT OR IGNORE INTO _wavesync_pending_columns (tbl, col) VALUES (?, ?)".to_owned(),
-            vec![table.into(), crate::schema::ROW_EXISTS_COLUMN.into()],
-        ),
+        super::pending::mark_statement(table, crate::schema::ROW_EXISTS_COLUMN),
     ]
 }
 

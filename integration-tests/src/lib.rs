@@ -91,7 +91,8 @@ impl TestPeer {
             .next()
             .expect("a listening address");
         match self.db.peer_id() {
-            Some(id) => address.clone().with_p2p(id).unwrap_or(address),
+            // `with_p2p` hands the address back if it already names a peer.
+            Some(id) => address.with_p2p(id).unwrap_or_else(|named| named),
             None => address,
         }
     }

@@ -164,6 +164,7 @@ async fn apply_once(
     let txn = crate::sql::begin_immediate(&shared.engine_conn).await?;
     let mut sets = Vec::with_capacity(change_sets.len());
     for change_set in change_sets {
+        // The block ends the registry's read lock before `observe` takes the clock's.
         let admitted = { admit::admit_all(&shared.registry(), change_set) }.and_then(|admitted| {
             // Every timestamp is checked, whatever table it stamps.
             shared.observe(change_set.operations.iter().map(|op| op.hlc))?;
